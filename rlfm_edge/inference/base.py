@@ -1,0 +1,40 @@
+"""The PolicyEngine interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from rlfm_edge.stats import CountStats
+
+
+class ModelLimitError(ValueError):
+    """Statistics larger than the model was exported for."""
+
+
+class PolicyEngine(ABC):
+    """Maps count statistics and a horizon to policy logits for every state.
+
+    Attributes: ``backend`` ("torch", "onnxruntime", "tensorrt"), ``precision``
+    ("fp32", "fp16", "int8"), ``max_states`` and ``max_actions`` (the padded sizes the
+    model serves).
+    """
+
+    backend: str
+    precision: str
+    max_states: int
+    max_actions: int
+
+    def check_fits(self, stats: CountStats) -> None:
+        """Raise ModelLimitError when the statistics exceed the model's padded sizes."""
+        if stats.n_states > self.max_states or stats.n_actions > self.max_actions:
+            raise ModelLimitError(
+                f"statistics have S={stats.n_states}, A={stats.n_actions} but this {self.backend} "
+                f"model serves at most S={self.max_states}, A={self.max_actions}; export a larger "
+                f"model with `rlfm-edge export --max-states N --max-actions M`"
+            )
+
+    @abstractmethod
+    def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
+        """Logits (n_states, n_actions) of the policy for the statistics given."""
