@@ -227,7 +227,8 @@ class CountStats:
                 arrays = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise StatsFileError(f"{path}: statistics file not found") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError,
+                NotImplementedError) as exc:
             raise StatsFileError(f"{path}: not a readable statistics file ({exc})") from None
         try:
             meta = json.loads(arrays.pop("meta").tobytes().decode())

@@ -1,0 +1,159 @@
+"""Turn count statistics into graph features: the one place that decides what the model sees.
+
+Nodes are states and state-action pairs. A state-action node (s, a) attends over its
+observed successor states s' (edges where N(s, a, s') > 0, at most ``max_successors``
+of them, the most visited first); a state node attends over its own actions. The same
+arrays feed the PyG graph (training) and the padded dense tensors (export, inference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlfm_edge.stats import CountStats
+
+STATE_FEATURES = 7
+SA_FEATURES = 9
+EDGE_FEATURES = 2
+_LOG_SCALE = 5.0
+
+
+@dataclass
+class GraphFeatures:
+    """Features of one MDP's statistics, unpadded.
+
+    state_x (S, STATE_FEATURES); sa_x (S*A, SA_FEATURES), row s*A + a;
+    edge_state, edge_sa (E,) successor state and source state-action of each edge;
+    edge_slot (E,) rank of the edge among its state-action's successors;
+    edge_attr (E, EDGE_FEATURES).
+    """
+
+    n_states: int
+    n_actions: int
+    state_x: np.ndarray
+    sa_x: np.ndarray
+    edge_state: np.ndarray
+    edge_sa: np.ndarray
+    edge_slot: np.ndarray
+    edge_attr: np.ndarray
+
+
+def _check_finite(stats: CountStats) -> None:
+    for name in ("reward_sum", "reward_sq_sum"):
+        if not np.all(np.isfinite(getattr(stats, name))):
+            raise ValueError(f"statistics field {name!r} contains NaN or inf")
+    if np.any(stats.n_sas < 0):
+        raise ValueError("statistics field 'n_sas' has negative counts")
+
+
+def successor_edges(n_sas: np.ndarray, max_successors: int) -> tuple[np.ndarray, ...]:
+    """Observed successor edges, at most ``max_successors`` per (s, a), most visited first.
+
+    Returns (sa, s_next, slot, count) arrays sorted by sa then slot.
+    """
+    S, A, _ = n_sas.shape
+    flat = n_sas.reshape(S * A, S)
+    sa, s_next = np.nonzero(flat)
+    counts = flat[sa, s_next]
+    # Sort within each (s, a) by descending count, ties by state index: lexsort is stable.
+    order = np.lexsort((s_next, -counts, sa))
+    sa, s_next, counts = sa[order], s_next[order], counts[order]
+    starts = np.searchsorted(sa, sa, side="left")
+    slot = np.arange(sa.size) - starts
+    keep = slot < max_successors
+    return sa[keep], s_next[keep], slot[keep], counts[keep]
+
+
+def build_features(stats: CountStats, horizon: int, max_successors: int) -> GraphFeatures:
+    """Features the model reads for statistics ``stats`` and episode length ``horizon``."""
+    if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
+        raise ValueError(f"horizon: expected a positive integer, got {horizon!r}")
+    _check_finite(stats)
+    S, A = stats.n_states, stats.n_actions
+    n_sa = stats.n_sa.astype(np.float64)
+    tried = (n_sa > 0).astype(np.float64)
+    n_s = n_sa.sum(axis=1)
+    n_in = stats.n_sas.sum(axis=(0, 1)).astype(np.float64)
+    log_h = np.log(horizon) / _LOG_SCALE
+    log_s = np.log(S) / _LOG_SCALE
+
+    sa, s_next, slot, counts = successor_edges(stats.n_sas, max_successors)
+    p_hat = counts / np.maximum(n_sa.reshape(-1)[sa], 1.0)
+    kept_mass = np.bincount(sa, weights=p_hat, minlength=S * A).reshape(S, A)
+    n_succ = np.bincount(sa, minlength=S * A).reshape(S, A)
+
+    state_x = np.stack([
+        np.ones(S),
+        np.log1p(n_s) / _LOG_SCALE,
+        (n_s > 0) | (n_in > 0),
+        tried.mean(axis=1),
+        np.log1p(n_in) / _LOG_SCALE,
+        np.full(S, log_h),
+        np.full(S, log_s),
+    ], axis=1).astype(np.float32)
+    sa_x = np.stack([
+        np.ones((S, A)),
+        np.log1p(n_sa) / _LOG_SCALE,
+        tried,
+        stats.R_hat(),
+        np.sqrt(stats.R_var()),
+        tried / np.sqrt(np.maximum(n_sa, 1.0)),
+        tried * (1.0 - kept_mass),
+        n_succ / max_successors,
+        np.full((S, A), log_h),
+    ], axis=-1).reshape(S * A, SA_FEATURES).astype(np.float32)
+    edge_attr = np.stack([p_hat, np.log1p(counts) / _LOG_SCALE], axis=1).astype(np.float32)
+    return GraphFeatures(S, A, state_x, sa_x, s_next.astype(np.int64), sa.astype(np.int64),
+                         slot.astype(np.int64), edge_attr)
+
+
+@dataclass
+class DenseInputs:
+    """Padded, static-shape model inputs for a batch (the ONNX/TensorRT input layout)."""
+
+    state_x: np.ndarray     # (B, Smax, STATE_FEATURES) float32
+    sa_x: np.ndarray        # (B, Smax*Amax, SA_FEATURES) float32
+    succ_index: np.ndarray  # (B, Smax*Amax, K) int64, successor state of each slot
+    succ_attr: np.ndarray   # (B, Smax*Amax, K, EDGE_FEATURES) float32
+    succ_mask: np.ndarray   # (B, Smax*Amax, K) float32, 1 where the slot is an edge
+    sa_mask: np.ndarray     # (B, Smax*Amax) float32, 1 where (s, a) exists
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return dict(self.__dict__)
+
+
+INPUT_NAMES = ("state_x", "sa_x", "succ_index", "succ_attr", "succ_mask", "sa_mask")
+OUTPUT_NAMES = ("logits",)
+
+
+def pad_features(batch: list[GraphFeatures], max_states: int, max_actions: int,
+                 max_successors: int) -> DenseInputs:
+    """Pad a list of GraphFeatures to (Smax, Amax, K)."""
+    B, Smax, Amax, K = len(batch), max_states, max_actions, max_successors
+    out = DenseInputs(
+        state_x=np.zeros((B, Smax, STATE_FEATURES), np.float32),
+        sa_x=np.zeros((B, Smax * Amax, SA_FEATURES), np.float32),
+        succ_index=np.zeros((B, Smax * Amax, K), np.int64),
+        succ_attr=np.zeros((B, Smax * Amax, K, EDGE_FEATURES), np.float32),
+        succ_mask=np.zeros((B, Smax * Amax, K), np.float32),
+        sa_mask=np.zeros((B, Smax * Amax), np.float32),
+    )
+    for b, g in enumerate(batch):
+        S, A = g.n_states, g.n_actions
+        if Smax < S or Amax < A:
+            raise ValueError(f"statistics with S={S}, A={A} exceed the padded size "
+                             f"Smax={Smax}, Amax={Amax}")
+        if g.edge_slot.size and g.edge_slot.max() >= K:
+            raise ValueError(f"features have {g.edge_slot.max() + 1} successor slots, more than K={K}")
+        s_idx, a_idx = np.divmod(np.arange(S * A), A)
+        rows = s_idx * Amax + a_idx
+        out.state_x[b, :S] = g.state_x
+        out.sa_x[b, rows] = g.sa_x
+        out.sa_mask[b, rows] = 1.0
+        edge_rows = rows[g.edge_sa]
+        out.succ_index[b, edge_rows, g.edge_slot] = g.edge_state
+        out.succ_attr[b, edge_rows, g.edge_slot] = g.edge_attr
+        out.succ_mask[b, edge_rows, g.edge_slot] = 1.0
+    return out

@@ -1,0 +1,126 @@
+"""Saving and loading model weights without pickle, checked against a sha256 manifest.
+
+A model directory holds ``weights.npz`` (the state dict as plain arrays), ``config.json``
+(ModelConfig), ``manifest.json`` (sha256 of every file in it) and, for shipped models,
+``training_record.json`` and the ONNX exports. Nothing is half-loaded: every file is
+verified before any weight is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rlfm_edge.model.config import ModelConfig
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+MANIFEST = "manifest.json"
+
+
+class ModelFileError(ValueError):
+    """A model directory is missing files, or a file does not match its manifest."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Temporary file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(model_dir: Path, extra: dict | None = None) -> dict:
+    """Record the sha256 of every file in model_dir (except the manifest itself)."""
+    files = {p.name: sha256_file(p) for p in sorted(model_dir.iterdir())
+             if p.is_file() and p.name != MANIFEST}
+    manifest = {"files": files, **(extra or {})}
+    atomic_write_bytes(model_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def verify_manifest(model_dir: Path, required: tuple[str, ...] = ()) -> dict:
+    """Check every file listed in the manifest; raise ModelFileError naming the first mismatch."""
+    path = model_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: manifest not found; is {model_dir} a model directory?") from None
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{path}: unreadable manifest") from None
+    for name in required:
+        if name not in files:
+            raise ModelFileError(f"{path}: does not list the required file {name}")
+    for name, digest in files.items():
+        f = model_dir / name
+        if not f.is_file():
+            raise ModelFileError(f"{f}: listed in the manifest but missing")
+        if sha256_file(f) != digest:
+            raise ModelFileError(f"{f}: sha256 does not match the manifest (corrupted or replaced)")
+    return manifest
+
+
+def save_model(net, model_dir: Path, record: dict | None = None) -> None:
+    """Write weights, config and (optionally) a training record, then the manifest."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in net.state_dict().items()})
+    atomic_write_bytes(model_dir / "weights.npz", buf.getvalue())
+    atomic_write_bytes(model_dir / "config.json", json.dumps(net.config.to_dict(), indent=1).encode())
+    if record is not None:
+        atomic_write_bytes(model_dir / "training_record.json", json.dumps(record, indent=1).encode())
+    write_manifest(model_dir)
+
+
+def load_config(model_dir: Path) -> ModelConfig:
+    path = Path(model_dir) / "config.json"
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a valid model config ({exc})") from None
+
+
+def load_model(model_dir: Path | str | None = None):
+    """The PolicyGAT stored in model_dir (default: the shipped model), verified first."""
+    import torch
+
+    from rlfm_edge.model.gat import PolicyGAT
+
+    model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    verify_manifest(model_dir, required=("weights.npz", "config.json"))
+    net = PolicyGAT(load_config(model_dir))
+    with np.load(model_dir / "weights.npz", allow_pickle=False) as z:
+        state = {k: torch.from_numpy(z[k]) for k in z.files}
+    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
+    if missing or unexpected:
+        raise ModelFileError(f"{model_dir / 'weights.npz'}: weights do not fit the config "
+                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{model_dir / 'weights.npz'}: weights do not fit the config: {exc}") from None
+    return net.eval()

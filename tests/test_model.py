@@ -1,0 +1,115 @@
+"""The GAT: PyG network and dense export twin agree; features and model files are checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+
+from torch_geometric.data import Batch  # noqa: E402
+
+from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E402
+from rlfm_edge.model.dense import PAD_LOGIT, DenseGAT  # noqa: E402
+from rlfm_edge.model.gat import PolicyGAT, to_graph  # noqa: E402
+from rlfm_edge.model.io import ModelFileError, load_model, save_model  # noqa: E402
+from rlfm_edge.stats import CountStats  # noqa: E402
+
+
+def random_stats(rng, S, A, n):
+    stats = CountStats(S, A)
+    if n:
+        # Skewed successors so that some (s, a) have more than K distinct successors.
+        stats.update_batch(rng.integers(0, S, n), rng.integers(0, A, n), rng.random(n),
+                           rng.integers(0, S, n))
+    return stats
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dense_twin_matches_pyg_network_on_random_graphs(seed):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cfg = ModelConfig(hidden=16, heads=2, layers=3, max_successors=4, max_states=20,
+                      max_actions=6)
+    net = PolicyGAT(cfg).eval()
+    # Non-zero biases and attention vectors everywhere, so no term hides behind a zero init.
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    sizes = [(int(rng.integers(2, 21)), int(rng.integers(2, 7)), int(rng.integers(0, 400)))
+             for _ in range(5)] + [(20, 6, 2000), (3, 2, 0)]
+    feats = [build_features(random_stats(rng, S, A, n), int(rng.integers(1, 50)), 4)
+             for S, A, n in sizes]
+    dense = DenseGAT(net).eval()
+    with torch.no_grad():
+        sparse_out = net(Batch.from_data_list([to_graph(f) for f in feats]))
+        inputs = pad_features(feats, cfg.max_states, cfg.max_actions, cfg.max_successors)
+        dense_out = dense(*(torch.from_numpy(v) for v in inputs.as_dict().values()))
+    offset = 0
+    for b, f in enumerate(feats):
+        n = f.n_states * f.n_actions
+        ref = sparse_out[offset:offset + n].reshape(f.n_states, f.n_actions)
+        offset += n
+        np.testing.assert_allclose(dense_out[b, :f.n_states, :f.n_actions].numpy(), ref.numpy(),
+                                   atol=1e-5, rtol=0)
+        assert torch.all(dense_out[b, :, f.n_actions:] == PAD_LOGIT)
+
+
+def test_successor_edges_keep_the_most_visited_first():
+    stats = CountStats(5, 1)
+    for s_next, n in [(4, 1), (2, 5), (3, 3), (1, 2)]:
+        for _ in range(n):
+            stats.update(0, 0, 0.0, s_next)
+    f = build_features(stats, 10, max_successors=2)
+    kept = f.edge_state[f.edge_sa == 0]
+    assert kept.tolist() == [2, 3]
+    # The mass left out is reported as a feature: 1 - (5 + 3) / 11.
+    assert f.sa_x[0, 6] == pytest.approx(1 - 8 / 11, rel=1e-5)
+
+
+def test_features_reject_non_finite_statistics():
+    stats = CountStats(3, 2)
+    stats.reward_sum[0, 0] = np.nan
+    with pytest.raises(ValueError, match="reward_sum"):
+        build_features(stats, 10, 4)
+
+
+def test_padding_rejects_statistics_above_the_model_size():
+    f = build_features(CountStats(30, 2), 10, 4)
+    with pytest.raises(ValueError, match="Smax=20"):
+        pad_features([f], 20, 4, 4)
+
+
+def test_model_directory_round_trip_and_manifest_check(tmp_path):
+    net = PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1))
+    save_model(net, tmp_path / "m", record={"note": "test"})
+    loaded = load_model(tmp_path / "m")
+    for k, v in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    weights = tmp_path / "m" / "weights.npz"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model(tmp_path / "m")
+
+
+def test_model_config_mismatch_is_rejected(tmp_path):
+    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1)), tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "layers": 2}))
+    from rlfm_edge.model.io import write_manifest
+
+    write_manifest(tmp_path / "m")
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_model(tmp_path / "m")
+
+
+def test_model_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(hidden=10, heads=4)
+    with pytest.raises(ValueError, match="layers"):
+        ModelConfig(layers=0)

@@ -1,0 +1,169 @@
+"""Training examples: (statistics of some experience in a prior MDP, Q* of the true MDP).
+
+For each MDP drawn from the prior, a behaviour collects K episodes of experience:
+- uniform:      uniformly random actions;
+- eps_optimal:  epsilon-greedy on the true Q*, epsilon ~ U[0.1, 1];
+- psrl:         posterior sampling in rounds (a new posterior sample every few
+                episodes), the kind of data an efficient online explorer collects;
+- mixed:        a uniform first part followed by an eps_optimal part.
+K is 0 with probability ``p_empty`` (acting with no data at all), otherwise log-uniform
+in [1, max_episodes], capped at ``max_transitions``. The target stored is Q*_0 of the
+TRUE MDP scaled by its range, so the training temperature can change without
+regenerating data: target policy = softmax(q_scaled / tau).
+
+Examples are stored in npz shards (no pickle): features concatenated, with offsets.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rlfm_edge.mdp import TabularMDP
+from rlfm_edge.model.features import GraphFeatures, build_features
+from rlfm_edge.planning import backward_induction, value_iteration
+from rlfm_edge.stats import CountStats
+from training.prior import PriorConfig, sample_mdp
+from training.rollout import rollout
+
+BEHAVIOURS = ("uniform", "eps_optimal", "psrl", "mixed")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    max_episodes: int = 300
+    max_transitions: int = 20000
+    p_empty: float = 0.05
+    behaviour_weights: tuple = (0.3, 0.25, 0.3, 0.15)  # in BEHAVIOURS order
+    max_successors: int = 8
+
+
+def _greedy_probs(Q: np.ndarray) -> np.ndarray:
+    best = Q.max(axis=-1, keepdims=True) == Q
+    return best / best.sum(axis=-1, keepdims=True)
+
+
+def _psrl_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator) -> CountStats:
+    stats = CountStats(mdp.n_states, mdp.n_actions)
+    rounds = int(rng.integers(2, 9))
+    for n in np.array_split(np.arange(episodes), rounds):
+        if not n.size:
+            continue
+        P = np.stack([[rng.dirichlet(1.0 / mdp.n_states + stats.n_sas[s, a])
+                       for a in range(mdp.n_actions)] for s in range(mdp.n_states)])
+        R = rng.beta(1.0 + stats.reward_sum, 1.0 + stats.n_sa - stats.reward_sum)
+        Q, _ = backward_induction(P, R, mdp.horizon)
+        rollout(mdp, _greedy_probs(Q), n.size, rng, stats)
+    return stats
+
+
+def collect(mdp: TabularMDP, Q_star: np.ndarray, behaviour: str, episodes: int,
+            rng: np.random.Generator) -> CountStats:
+    """Experience of ``episodes`` episodes of ``behaviour`` in ``mdp``."""
+    S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+    uniform = np.full((H, S, A), 1.0 / A)
+    if behaviour == "uniform":
+        return rollout(mdp, uniform, episodes, rng)
+    if behaviour == "eps_optimal":
+        eps = rng.uniform(0.1, 1.0)
+        return rollout(mdp, eps * uniform + (1 - eps) * _greedy_probs(Q_star), episodes, rng)
+    if behaviour == "psrl":
+        return _psrl_rounds(mdp, episodes, rng)
+    if behaviour == "mixed":
+        k = int(rng.integers(0, episodes + 1))
+        stats = rollout(mdp, uniform, k, rng)
+        eps = rng.uniform(0.1, 0.5)
+        return rollout(mdp, eps * uniform + (1 - eps) * _greedy_probs(Q_star), episodes - k, rng,
+                       stats)
+    raise ValueError(f"behaviour: expected one of {BEHAVIOURS}, got {behaviour!r}")
+
+
+def scaled_q(Q0: np.ndarray) -> np.ndarray:
+    """Q*_0 divided by its range over all (s, a), so targets are scale-free."""
+    return (Q0 - Q0.min()) / max(float(np.ptp(Q0)), 1e-6)
+
+
+def make_example(seed: int, prior: PriorConfig, cfg: DataConfig) -> tuple[GraphFeatures, np.ndarray, dict]:
+    rng = np.random.default_rng(seed)
+    mdp = sample_mdp(rng, prior)
+    Q, _ = value_iteration(mdp)
+    behaviour = BEHAVIOURS[rng.choice(len(BEHAVIOURS), p=np.array(cfg.behaviour_weights))]
+    if rng.random() < cfg.p_empty:
+        episodes = 0
+    else:
+        episodes = int(np.exp(rng.uniform(0.0, np.log(cfg.max_episodes))))
+        episodes = max(0, min(episodes, cfg.max_transitions // mdp.horizon))
+    stats = collect(mdp, Q, behaviour, episodes, rng)
+    feats = build_features(stats, mdp.horizon, cfg.max_successors)
+    info = {"seed": seed, "family": mdp.meta["family"], "behaviour": behaviour,
+            "episodes": episodes, "S": mdp.n_states, "A": mdp.n_actions, "H": mdp.horizon}
+    return feats, scaled_q(Q[0]).astype(np.float32), info
+
+
+_FIELDS = ("state_x", "sa_x", "edge_state", "edge_sa", "edge_slot", "edge_attr")
+
+
+def save_shard(path: Path, examples: list) -> None:
+    """Concatenate examples into one npz with per-example sizes."""
+    arrays = {f: np.concatenate([getattr(g, f) for g, _, _ in examples]) for f in _FIELDS}
+    arrays["q"] = np.concatenate([q.reshape(-1) for _, q, _ in examples])
+    arrays["n_states"] = np.array([g.n_states for g, _, _ in examples], np.int64)
+    arrays["n_actions"] = np.array([g.n_actions for g, _, _ in examples], np.int64)
+    arrays["n_edges"] = np.array([g.edge_sa.size for g, _, _ in examples], np.int64)
+    arrays["seed"] = np.array([i["seed"] for _, _, i in examples], np.int64)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_shard(path: Path) -> list[tuple[GraphFeatures, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    out = []
+    s_off = sa_off = e_off = 0
+    for S, A, E in zip(a["n_states"], a["n_actions"], a["n_edges"], strict=True):
+        S, A, E = int(S), int(A), int(E)
+        g = GraphFeatures(
+            S, A, a["state_x"][s_off:s_off + S], a["sa_x"][sa_off:sa_off + S * A],
+            a["edge_state"][e_off:e_off + E], a["edge_sa"][e_off:e_off + E],
+            a["edge_slot"][e_off:e_off + E], a["edge_attr"][e_off:e_off + E])
+        out.append((g, a["q"][sa_off:sa_off + S * A].reshape(S, A)))
+        s_off, sa_off, e_off = s_off + S, sa_off + S * A, e_off + E
+    return out
+
+
+def _worker(args):
+    seeds, prior, cfg = args
+    return [make_example(int(s), prior, cfg) for s in seeds]
+
+
+def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg: DataConfig,
+             shard_size: int = 2000, workers: int = 2) -> list[Path]:
+    """Write ``n_examples`` examples as shards in out_dir; existing complete shards are kept."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(seed).generate_state(n_examples, dtype=np.uint32)
+    shards = []
+    todo = []
+    for i, start in enumerate(range(0, n_examples, shard_size)):
+        path = out_dir / f"shard_{seed}_{i:04d}.npz"
+        shards.append(path)
+        if not path.exists():
+            todo.append((path, seeds[start:start + shard_size]))
+    chunk = 100
+    with mp.get_context("spawn").Pool(workers) as pool, \
+            tqdm(total=sum(len(s) for _, s in todo), desc="generate", unit="mdp") as bar:
+        for path, shard_seeds in todo:
+            jobs = [(shard_seeds[i:i + chunk], prior, cfg) for i in range(0, len(shard_seeds), chunk)]
+            examples = []
+            for part in pool.imap(_worker, jobs):
+                examples.extend(part)
+                bar.update(len(part))
+            save_shard(path, examples)
+    (out_dir / "config.json").write_text(
+        json.dumps({"prior": asdict(prior), "data": asdict(cfg)}, indent=1))
+    return shards

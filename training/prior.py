@@ -1,0 +1,211 @@
+"""The synthetic-MDP prior: a bag of MDP families, each with its parameters sampled per MDP.
+
+Like TabPFN's prior, nothing here is tuned to a benchmark: each family is a kind of
+structure a robot task may have, and its ranges are wide. Every family then gets the
+same treatment: action labels permuted per state (so "action 0" means nothing), an
+optional set of absorbing states, and a horizon H drawn from [h_min, h_max].
+
+Families (weights in PriorConfig.weights):
+- garnet:  Garnet(S, A, b) (Archibald et al. 1995), b ~ U{1..min(S, 6)} successors per
+           (s, a), probabilities from sorted uniform cuts; rewards sparse (a fraction
+           U[0.05, 0.5] of pairs nonzero, means U[0, 1]) or dense.
+- dense:   rows P(s, a, .) ~ Dirichlet(alpha), alpha log-uniform in [0.05, 1]; dense rewards.
+- chain:   states on a line; one "forward" action moves right w.p. p_fwd ~ U[0.3, 1]
+           (else stays or slips back), the others move left or reset to the start;
+           a small reward at the start, a large one at the far end (RiverSwim-like).
+- grid:    a w x h grid (w*h <= S), 4 moves (+ stay when A > 4), slip ~ U[0, 0.4] to a
+           perpendicular move, a goal (absorbing, reward 1 per step) and optional pits
+           (absorbing, reward 0), small step rewards.
+- bandit:  one hub state whose actions lead to "arm" states with Bernoulli rewards of
+           close means, returning to the hub: tests identifying small gaps.
+- lock:    combination lock / DeepSea-like: one correct action per state advances, the
+           others reset to the start (or fall into a trap); reward only at the end,
+           optional small cost for the correct action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rlfm_edge.mdp import TabularMDP
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    s_min: int = 2
+    s_max: int = 40
+    a_min: int = 2
+    a_max: int = 6
+    h_min: int = 5
+    h_max: int = 60
+    absorbing_prob: float = 0.2   # chance an MDP gets extra absorbing states
+    weights: dict = field(default_factory=lambda: {
+        "garnet": 0.25, "dense": 0.1, "chain": 0.2, "grid": 0.2, "bandit": 0.1, "lock": 0.15,
+    })
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.s_min <= self.s_max:
+            raise ValueError(f"prior: need 2 <= s_min <= s_max, got {self.s_min}, {self.s_max}")
+        if not 2 <= self.a_min <= self.a_max:
+            raise ValueError(f"prior: need 2 <= a_min <= a_max, got {self.a_min}, {self.a_max}")
+        if not 1 <= self.h_min <= self.h_max:
+            raise ValueError(f"prior: need 1 <= h_min <= h_max, got {self.h_min}, {self.h_max}")
+        unknown = set(self.weights) - set(FAMILIES)
+        if unknown or not self.weights:
+            raise ValueError(f"prior weights: unknown families {sorted(unknown)}; known {sorted(FAMILIES)}")
+
+
+def _log_uniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
+    return int(np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1)))))
+
+
+def _sparse_rewards(rng: np.random.Generator, S: int, A: int) -> np.ndarray:
+    if rng.random() < 0.5:
+        R = rng.random((S, A)) * (rng.random((S, A)) < rng.uniform(0.05, 0.5))
+    else:
+        R = rng.random((S, A)) * rng.uniform(0.2, 1.0)
+    return R
+
+
+def garnet(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    b = int(rng.integers(1, min(S, 6) + 1))
+    P = np.zeros((S, A, S))
+    for s in range(S):
+        for a in range(A):
+            succ = rng.choice(S, size=b, replace=False)
+            cuts = np.sort(rng.random(b - 1))
+            P[s, a, succ] = np.diff(np.concatenate([[0.0], cuts, [1.0]]))
+    return P, _sparse_rewards(rng, S, A)
+
+
+def dense(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    alpha = np.exp(rng.uniform(np.log(0.05), 0.0))
+    P = rng.dirichlet(np.full(S, alpha), size=(S, A))
+    return P, rng.random((S, A)) * rng.uniform(0.2, 1.0)
+
+
+def chain(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    p_fwd = rng.uniform(0.3, 1.0)
+    p_back = rng.uniform(0.0, min(0.3, 1.0 - p_fwd))
+    reset_others = rng.random() < 0.5
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    for s in range(S):
+        fwd, back = min(s + 1, S - 1), max(s - 1, 0)
+        P[s, 0, fwd] += p_fwd
+        P[s, 0, back] += p_back
+        P[s, 0, s] += 1.0 - p_fwd - p_back
+        for a in range(1, A):
+            P[s, a, 0 if reset_others else back] = 1.0
+    R[0, 1:] = rng.uniform(0.0, 0.1)               # the tempting small reward at the start
+    R[S - 1, 0] = rng.uniform(0.5, 1.0)            # the real prize at the far end
+    return P, R
+
+
+def grid(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    w = int(rng.integers(1, int(np.sqrt(S)) + 1))
+    h = S // w
+    n = w * h
+    slip = rng.uniform(0.0, 0.4)
+    moves = [(0, 1), (1, 0), (0, -1), (-1, 0), (0, 0)]
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    goal = int(rng.integers(n))
+    pits = set(rng.choice(n, size=int(rng.integers(0, max(1, n // 6) + 1)), replace=False).tolist())
+    pits.discard(goal)
+
+    def target(s: int, m: tuple[int, int]) -> int:
+        x, y = divmod(s, h)
+        x2, y2 = x + m[0], y + m[1]
+        return x2 * h + y2 if 0 <= x2 < w and 0 <= y2 < h else s
+
+    step_reward = rng.uniform(0.0, 0.05) if rng.random() < 0.3 else 0.0
+    for s in range(S):
+        if s >= n or s == goal or s in pits:  # unused cells and ends: absorbing
+            P[s, :, s] = 1.0
+            R[s, :] = 1.0 if s == goal else 0.0
+            continue
+        for a in range(A):
+            m = moves[a % len(moves)]
+            P[s, a, target(s, m)] += 1.0 - slip
+            perp = [moves[(a + 1) % 4], moves[(a + 3) % 4]] if a % 5 < 4 else [m, m]
+            for p in perp:
+                P[s, a, target(s, p)] += slip / 2
+            R[s, a] = step_reward
+    return P, R
+
+
+def bandit(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    arms = rng.integers(1, S, size=A) if S > 1 else np.zeros(A, dtype=int)
+    base, gap = rng.uniform(0.1, 0.8), rng.uniform(0.02, 0.3)
+    means = np.clip(base + gap * rng.standard_normal(S), 0.0, 1.0)
+    for a in range(A):
+        P[0, a, arms[a]] = 1.0
+    for s in range(1, S):
+        P[s, :, 0] = 1.0
+        R[s, :] = means[s]
+    return P, R
+
+
+def lock(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    trap = rng.random() < 0.3 and S > 2
+    n = S - 1 if trap else S
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    cost = rng.uniform(0.0, 0.02) if rng.random() < 0.5 else 0.0
+    for s in range(n):
+        P[s, :, S - 1 if trap else 0] = 1.0
+        P[s, 0, :] = 0.0
+        P[s, 0, min(s + 1, n - 1)] = 1.0
+        R[s, 1:] = cost
+    R[n - 1, 0] = 1.0
+    if trap:
+        P[S - 1, :, S - 1] = 1.0
+    return P, R
+
+
+FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]] = {
+    "garnet": garnet, "dense": dense, "chain": chain, "grid": grid, "bandit": bandit, "lock": lock,
+}
+
+
+def _permute_actions(rng: np.random.Generator, P: np.ndarray, R: np.ndarray):
+    S, A, _ = P.shape
+    perm = np.argsort(rng.random((S, A)), axis=1)
+    return np.take_along_axis(P, perm[:, :, None], axis=1), np.take_along_axis(R, perm, axis=1)
+
+
+def _add_absorbing(rng: np.random.Generator, P: np.ndarray, R: np.ndarray) -> None:
+    S = P.shape[0]
+    k = int(rng.integers(1, max(1, S // 8) + 1))
+    for s in rng.choice(np.arange(1, S), size=min(k, S - 1), replace=False):
+        P[s] = 0.0
+        P[s, :, s] = 1.0
+        R[s] = 0.0 if rng.random() < 0.7 else rng.random()
+
+
+def sample_mdp(rng: np.random.Generator, config: PriorConfig = PriorConfig()) -> TabularMDP:
+    """Draw one MDP: family, then sizes, then the MDP itself."""
+    names = list(config.weights)
+    w = np.array([config.weights[n] for n in names], dtype=float)
+    family = names[rng.choice(len(names), p=w / w.sum())]
+    S = _log_uniform_int(rng, config.s_min, config.s_max)
+    A = int(rng.integers(config.a_min, config.a_max + 1))
+    H = _log_uniform_int(rng, config.h_min, config.h_max)
+    P, R = FAMILIES[family](rng, S, A)
+    P, R = _permute_actions(rng, P, R)
+    if S > 2 and family not in ("bandit",) and rng.random() < config.absorbing_prob:
+        _add_absorbing(rng, P, R)
+    mu0 = np.zeros(S)
+    mu0[0] = 1.0
+    if rng.random() < 0.2:
+        mu0 = rng.dirichlet(np.ones(S))
+    perm = rng.permutation(S)  # state labels carry no meaning either
+    P = P[perm][:, :, perm]
+    return TabularMDP(P, R[perm], mu0[perm], H, name=f"prior/{family}",
+                      meta={"family": family})

@@ -1,0 +1,214 @@
+"""Train the policy GAT on generated examples; single process or torchrun (DDP).
+
+    rlfm-edge train --config training/configs/default.yaml
+    torchrun --nproc-per-node 4 -m training.train --config training/configs/default.yaml
+
+Checkpoints (``checkpoint.pt``: weights, optimiser, epoch) are written atomically every
+epoch and resumed from automatically; the final model is written as a model directory
+(weights.npz, config.json, manifest, training record) that rlfm_edge loads without pickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+from tqdm import tqdm
+
+from rlfm_edge.model.config import ModelConfig
+from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
+from rlfm_edge.model.io import atomic_write_bytes, save_model
+from training.data import DataConfig, generate, load_shard
+from training.losses import boltzmann_cross_entropy
+from training.prior import PriorConfig
+from training.validate import validate
+
+log = logging.getLogger("rlfm_edge.train")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/default"
+    data_dir: str = "data/train"
+    val_dir: str = "data/val"
+    n_examples: int = 150000
+    n_val: int = 2000
+    data_seed: int = 1
+    val_seed: int = 2
+    seed: int = 0
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    tau: float = 0.05          # target temperature, relative to the Q* range of each MDP
+    grad_clip: float = 1.0
+    workers: int = 2
+    time_budget_s: float = 0.0  # stop after this much training time (0: no limit)
+    model: dict = field(default_factory=dict)
+    prior: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read training config ({exc})") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown fields {sorted(unknown)}; known {sorted(known)}")
+        return cls(**raw)
+
+
+class Examples(torch.utils.data.Dataset):
+    def __init__(self, shards: list[Path]) -> None:
+        self.items = [item for p in shards for item in load_shard(p)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        g, q = self.items[i]
+        data = to_graph(g)
+        data["sa"].q = torch.from_numpy(q.reshape(-1))
+        return data
+
+
+def batch_loss(net, batch: Batch, tau: float) -> torch.Tensor:
+    logits = net(batch)
+    owner = batch[OWN].edge_index[1]
+    return boltzmann_cross_entropy(logits, batch["sa"].q, owner, batch["state"].num_nodes, tau)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _save_checkpoint(path: Path, net, opt, sched, epoch: int, history: list) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "epoch": epoch, "history": history}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train(cfg: TrainConfig) -> Path:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = dist.get_rank()
+    _seed_everything(cfg.seed + rank)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prior, data_cfg, model_cfg = PriorConfig(**cfg.prior), DataConfig(**cfg.data), ModelConfig(**cfg.model)
+    if data_cfg.max_successors != model_cfg.max_successors:
+        raise ValueError(f"data.max_successors={data_cfg.max_successors} must equal "
+                         f"model.max_successors={model_cfg.max_successors}")
+    t0 = time.time()
+    if rank == 0:
+        train_shards = generate(Path(cfg.data_dir), cfg.n_examples, cfg.data_seed, prior, data_cfg,
+                                shard_size=5000, workers=cfg.workers)
+        val_shards = generate(Path(cfg.val_dir), cfg.n_val, cfg.val_seed, prior, data_cfg,
+                              shard_size=cfg.n_val, workers=cfg.workers)
+    if distributed:
+        dist.barrier()
+    train_shards = sorted(Path(cfg.data_dir).glob(f"shard_{cfg.data_seed}_*.npz"))
+    val_shards = sorted(Path(cfg.val_dir).glob(f"shard_{cfg.val_seed}_*.npz"))
+    gen_time = time.time() - t0
+    dataset = Examples(train_shards)
+    val_set = Examples(val_shards)
+    sampler = (torch.utils.data.distributed.DistributedSampler(dataset, seed=cfg.seed)
+               if distributed else None)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
+                        sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed))
+    net = PolicyGAT(model_cfg)
+    model = DistributedDataParallel(net) if distributed else net
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * len(loader)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
+                                                pct_start=0.05)
+    ckpt_path = out / "checkpoint.pt"
+    start_epoch, history = 0, []
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        start_epoch, history = ckpt["epoch"], ckpt["history"]
+        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    train_time = sum(h["epoch_time_s"] for h in history)
+    for epoch in range(start_epoch, cfg.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        t_epoch, losses = time.time(), []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0)
+        for batch in bar:
+            loss = batch_loss(model, batch, cfg.tau)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if cfg.time_budget_s and train_time + time.time() - t_epoch > cfg.time_budget_s:
+                break
+        epoch_time = time.time() - t_epoch
+        train_time += epoch_time
+        if rank == 0:
+            net.eval()
+            with torch.no_grad():
+                val_loss = float(np.mean([batch_loss(net, b, cfg.tau).item()
+                                          for b in DataLoader(val_set, batch_size=256)]))
+            metrics = validate(net, val_shards, model_cfg.max_successors)
+            entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                     "epoch_time_s": epoch_time, **metrics}
+            history.append(entry)
+            log.info("epoch %d: %s", epoch + 1, json.dumps(entry))
+            _save_checkpoint(ckpt_path, net, opt, sched, epoch + 1, history)
+        if cfg.time_budget_s and train_time > cfg.time_budget_s:
+            log.info("time budget of %.0f s reached", cfg.time_budget_s)
+            break
+    if rank == 0:
+        record = {"config": asdict(cfg), "examples": len(dataset), "data_generation_s": gen_time,
+                  "training_s": train_time, "history": history,
+                  "torch": torch.__version__, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        save_model(net, out / "model", record)
+        log.info("model written to %s", out / "model")
+    if distributed:
+        dist.destroy_process_group()
+    return out / "model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="training/configs/default.yaml")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // int(os.environ.get("WORLD_SIZE", "1"))))
+    train(TrainConfig.from_yaml(args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
