@@ -8,7 +8,7 @@ import logging
 import sys
 
 # Each module defines register(subparsers); its handlers take args and return an exit code.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["bench", "info", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,19 +67,17 @@ def _weighted_sum(conv: GraphConv, x_src: torch.Tensor, x_dst: torch.Tensor,
 class DenseGAT(nn.Module):
     """Padded twin of PolicyGAT sharing its parameters.
 
-    Inputs as in rlfm_edge.model.features.DenseInputs; output logits (B, Smax, Amax) with
+    Any padded size works (Smax and Amax are read from the input shapes). Inputs as in rlfm_edge.model.features.DenseInputs; output logits (B, Smax, Amax) with
     padded actions set to PAD_LOGIT.
     """
 
     def __init__(self, net: PolicyGAT) -> None:
         super().__init__()
         self.net = net
-        self.max_states = net.config.max_states
-        self.max_actions = net.config.max_actions
 
     def _layer(self, layer: BackupLayer, h_s, h_sa, succ_index, succ_attr, succ_mask, sa_mask):
         B, Smax, d = h_s.shape
-        A = self.max_actions
+        A = h_sa.size(1) // Smax
         src, score = _project(layer.succ_att, h_s)
         att = _attend(layer.succ_att, _gather_rows(src, succ_index),
                       _gather_rows(score, succ_index), h_sa, succ_mask, succ_attr)
@@ -95,7 +93,7 @@ class DenseGAT(nn.Module):
     def forward(self, state_x, sa_x, succ_index, succ_attr, succ_mask, sa_mask):
         net = self.net
         B, Smax, _ = state_x.shape
-        A = self.max_actions
+        A = sa_x.size(1) // Smax
         h_s = net.state_in(state_x)
         h_sa = net.sa_in(sa_x)
         for layer in net.layers:

@@ -1,0 +1,230 @@
+"""Turn experiment results into a markdown table, a JSON file and PNG plots.
+
+Tables give mean ± half-width of the 95% Student-t confidence interval over seeds.
+:func:`record_section` keeps BENCHMARKS.md as a set of titled sections, each with the
+command that produced it, so rerunning a benchmark replaces its section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rlfm_edge.bench import metrics
+
+
+def _fmt(mean: float, half: float, digits: int = 2) -> str:
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summarize_online(results: dict) -> list[dict]:
+    """One summary per (env, agent): final return, regret at K, episodes to 90% V*."""
+    rows = []
+    for env, res in results["envs"].items():
+        v_star = res["v_star"]
+        for agent, returns in res["returns"].items():
+            hits = [metrics.episodes_to_threshold(r, v_star) for r in returns]
+            reached = [h for h in hits if h is not None]
+            rows.append({
+                "env": env, "agent": agent, "v_star": v_star, "seeds": len(returns),
+                "episodes": returns.shape[1],
+                "final_return": metrics.mean_ci([metrics.final_return(r) for r in returns]),
+                "regret": metrics.mean_ci([metrics.cumulative_regret(r, v_star)[-1]
+                                           for r in returns]),
+                "episodes_to_90": metrics.mean_ci(reached),
+                "reached_90": len(reached),
+            })
+    return rows
+
+
+def online_table(results: dict) -> str:
+    """Markdown table of :func:`summarize_online`."""
+    k = results["config"]["episodes"]
+    header = ["env", "agent", "V*(mu0)", "final return", f"regret after {k} ep.",
+              "episodes to 90% V* (seeds reaching)"]
+    rows = []
+    for row in summarize_online(results):
+        rows.append([row["env"], row["agent"], f"{row['v_star']:.3f}",
+                     _fmt(*row["final_return"], 3), _fmt(*row["regret"], 1),
+                     f"{_fmt(*row['episodes_to_90'], 0)} ({row['reached_90']}/{row['seeds']})"])
+    return _markdown(header, rows)
+
+
+def offline_table(results: dict) -> str:
+    """Markdown table: one row per (env, behaviour, size), one value column per method."""
+    methods = results["config"]["methods"]
+    header = ["env", "behaviour", "size (x H)", "V*(mu0)", "V^behaviour", *methods]
+    rows = []
+    for env, res in results["envs"].items():
+        for b, by_size in res["values"].items():
+            for n, by_method in by_size.items():
+                rows.append([env, b, str(n), f"{res['v_star']:.3f}",
+                             f"{res['behaviour_values'][b]:.3f}",
+                             *(_fmt(*metrics.mean_ci(by_method[m]), 3) for m in methods)])
+    return _markdown(header, rows)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json(results: dict, path: str | os.PathLike, summary: list[dict] | None = None) -> Path:
+    """Raw results (every seed's numbers) and, if given, the summary rows."""
+    path = Path(path)
+    payload = dict(results)
+    if summary is not None:
+        payload["summary"] = summary
+    path.write_text(json.dumps(_jsonable(payload), indent=1) + "\n")
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_online(results: dict, path: str | os.PathLike,
+                window: int = metrics.THRESHOLD_WINDOW) -> Path:
+    """Per env (columns): moving-average return and cumulative regret, mean and 95% band."""
+    plt = _pyplot()
+    env_names = list(results["envs"])
+    fig, axes = plt.subplots(2, len(env_names), figsize=(4.5 * len(env_names), 7),
+                             squeeze=False)
+    for j, env in enumerate(env_names):
+        res = results["envs"][env]
+        top, bottom = axes[0, j], axes[1, j]
+        for agent, returns in res["returns"].items():
+            x = np.arange(1, returns.shape[1] + 1)
+            for ax, curves in (
+                (top, np.stack([metrics.moving_average(r, window) for r in returns])),
+                (bottom, np.stack([metrics.cumulative_regret(r, res["v_star"])
+                                   for r in returns])),
+            ):
+                mean, half = metrics.band(curves)
+                (line,) = ax.plot(x, mean, label=agent)
+                ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        top.axhline(res["v_star"], color="k", ls="--", lw=1, label="V*(mu0)")
+        top.set_title(env)
+        top.set_ylabel(f"return ({window}-episode moving average)")
+        bottom.set_ylabel("cumulative regret")
+        bottom.set_xlabel("episode")
+        top.legend(fontsize="small")
+    fig.suptitle(f"mean and 95% CI over {len(results['config']['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_offline(results: dict, path: str | os.PathLike) -> Path:
+    """Rows: envs; columns: behaviours; value of each method against dataset size."""
+    plt = _pyplot()
+    env_names = list(results["envs"])
+    specs = results["config"]["behaviours"]
+    fig, axes = plt.subplots(len(env_names), len(specs),
+                             figsize=(4.5 * len(specs), 3.5 * len(env_names)), squeeze=False)
+    for i, env in enumerate(env_names):
+        res = results["envs"][env]
+        for j, b in enumerate(specs):
+            ax = axes[i, j]
+            sizes = list(res["values"][b])
+            for m in results["config"]["methods"]:
+                mean, half = metrics.band(np.stack([res["values"][b][n][m] for n in sizes], 1))
+                (line,) = ax.plot(sizes, mean, marker="o", label=m)
+                ax.fill_between(sizes, mean - half, mean + half, color=line.get_color(),
+                                alpha=0.2)
+            ax.axhline(res["v_star"], color="k", ls="--", lw=1, label="V*(mu0)")
+            ax.axhline(res["behaviour_values"][b], color="grey", ls=":", lw=1,
+                       label="behaviour")
+            ax.set_xscale("log")
+            ax.set_title(f"{env}, {b}")
+            ax.set_xlabel("dataset size (episodes of H steps)")
+            ax.set_ylabel("V^pi(mu0)")
+            ax.legend(fontsize="small")
+    fig.suptitle(f"mean and 95% CI over {len(results['config']['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_report(results: dict, out_dir: str | os.PathLike) -> tuple[str, list[Path]]:
+    """results.json, results.md and the plot in ``out_dir``; returns the table and the paths."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"out: cannot create output folder {out}: {exc}") from None
+    if results["kind"] == "online":
+        table, summary = online_table(results), summarize_online(results)
+        plot = plot_online(results, out / "learning_curves.png")
+    else:
+        table, summary = offline_table(results), None
+        plot = plot_offline(results, out / "offline_values.png")
+    js = write_json(results, out / "results.json", summary)
+    md = out / "results.md"
+    md.write_text(table)
+    return table, [js, md, plot]
+
+
+def record_section(path: str | os.PathLike, title: str, command: str, body: str) -> Path:
+    """Add or replace the section ``## {title}`` of a markdown file (created if missing).
+
+    The section holds the command that produced it, in a code block, then ``body``. Other
+    sections are kept as they are; the file is replaced atomically.
+    """
+    path = Path(path)
+    title = " ".join(title.split())
+    if not title:
+        raise ValueError("title: a BENCHMARKS.md section needs a non-empty title")
+    text = path.read_text() if path.exists() else (
+        "# Benchmarks\n\nEach section is written by the command shown in it "
+        "(`--record`); rerunning a command replaces its section.\n")
+    section = f"## {title}\n\n```\n{command}\n```\n\n{body.strip()}\n"
+    lines = text.splitlines(keepends=True)
+    heading = f"## {title}"
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == heading), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        tail = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(new)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,166 @@
+"""Experiments over (envs x agents x seeds) online and (envs x behaviours x sizes x seeds)
+offline, spread over worker processes, with a progress bar.
+
+Run seeds are ``seed, seed + 1, ..., seed + n_seeds - 1``. Every agent on an env sees the
+same environment stream for a given run seed (common random numbers), and offline the
+datasets of one run seed are nested: a larger size extends the smaller one.
+Results are plain dicts (arrays for the raw numbers), the input to :mod:`rlfm_edge.bench.report`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rlfm_edge.bench.datasets import generate_dataset, parse_behaviour
+from rlfm_edge.bench.offline import check_method_names, run_offline
+from rlfm_edge.bench.online import check_agent_name, check_count, run_online
+from rlfm_edge.mdp import TabularMDP
+from rlfm_edge.planning import optimal_value
+
+
+@functools.lru_cache(maxsize=32)
+def _make_env(name: str) -> TabularMDP:
+    from rlfm_edge import envs
+
+    return envs.make(name)
+
+
+def check_env_names(names: Sequence[str]) -> list[str]:
+    """The names as a list, or a ValueError naming the first unknown one."""
+    from rlfm_edge import envs
+
+    names = list(names)
+    if not names:
+        raise ValueError("envs: expected at least one environment")
+    known = envs.names()
+    for name in names:
+        if name not in known:
+            raise ValueError(f"envs: unknown environment {name!r}; known: {', '.join(known)}")
+    return names
+
+
+def _nonempty(field: str, values: Sequence) -> list:
+    values = list(values)
+    if not values:
+        raise ValueError(f"{field}: expected at least one value")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{field}: has duplicates: {values}")
+    return values
+
+
+def _run_jobs(fn: Callable, jobs: list[tuple], workers: int | None, progress: bool, desc: str):
+    """fn(*job) for every job, in job order; parallel over ``workers`` processes."""
+    workers = min(os.cpu_count() or 1, len(jobs)) if workers is None else check_count(
+        "workers", workers
+    )
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="run")
+    try:
+        if workers == 1:
+            out = []
+            for job in jobs:
+                out.append(fn(*job))
+                bar.update()
+            return out
+        out = [None] * len(jobs)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                out[futures[fut]] = fut.result()
+                bar.update()
+        return out
+    finally:
+        bar.close()
+
+
+def _online_job(env: str, agent: str, episodes: int, seed: int, agent_kw: dict) -> np.ndarray:
+    return run_online(_make_env(env), agent, episodes, seed=seed, **agent_kw)
+
+
+def run_online_experiment(
+    envs: Sequence[str],
+    agents: Sequence[str],
+    episodes: int,
+    n_seeds: int,
+    seed: int = 0,
+    agent_kw: dict[str, dict] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Returns per env: V*, sizes and ``returns[agent]`` of shape (n_seeds, episodes)."""
+    envs = _nonempty("envs", check_env_names(envs))
+    agents = _nonempty("agents", agents)
+    for agent in agents:
+        check_agent_name(agent)
+    agent_kw = dict(agent_kw or {})
+    for name in agent_kw:
+        if name not in agents:
+            raise ValueError(
+                f"agent_kw: {name!r} is not among the agents run ({', '.join(agents)})"
+            )
+    episodes = check_count("episodes", episodes)
+    seeds = range(check_count("seed", seed, 0), seed + check_count("seeds", n_seeds))
+    jobs = [(e, a, episodes, s, agent_kw.get(a, {})) for e in envs for a in agents for s in seeds]
+    out = iter(_run_jobs(_online_job, jobs, workers, progress, "bench online"))
+    results: dict = {"kind": "online", "config": {
+        "envs": envs, "agents": agents, "episodes": episodes, "seeds": list(seeds),
+        "agent_kw": agent_kw}, "envs": {}}
+    for env in envs:
+        mdp = _make_env(env)
+        returns = {a: np.stack([next(out) for _ in seeds]) for a in agents}
+        results["envs"][env] = {"v_star": optimal_value(mdp), "n_states": mdp.n_states,
+                                "n_actions": mdp.n_actions, "horizon": mdp.horizon,
+                                "returns": returns}
+    return results
+
+
+def _offline_job(env: str, behaviour: str, size: int, seed: int, methods: list[str]) -> list:
+    mdp = _make_env(env)
+    data = generate_dataset(mdp, behaviour, size * mdp.horizon, seed=seed)
+    return [run_offline(mdp, data, m) for m in methods]
+
+
+def run_offline_experiment(
+    envs: Sequence[str],
+    methods: Sequence[str],
+    sizes: Sequence[int],
+    behaviours: Sequence[str],
+    n_seeds: int,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Values V^pi(mu0) of each method's policy, per env, behaviour and size (in units of H).
+
+    Returns per env: V*, the behaviours' own values, and ``values[behaviour][size][method]``
+    of shape (n_seeds,).
+    """
+    envs = _nonempty("envs", check_env_names(envs))
+    methods = check_method_names(_nonempty("methods", methods))
+    sizes = _nonempty("sizes", [check_count("sizes", s) for s in sizes])
+    specs = [parse_behaviour(b).spec for b in _nonempty("behaviours", behaviours)]
+    seeds = range(check_count("seed", seed, 0), seed + check_count("seeds", n_seeds))
+    jobs = [(e, b, n, s, methods) for e in envs for b in specs for n in sizes for s in seeds]
+    out = iter(_run_jobs(_offline_job, jobs, workers, progress, "bench offline"))
+    results: dict = {"kind": "offline", "config": {
+        "envs": envs, "methods": methods, "sizes": sizes, "behaviours": specs,
+        "seeds": list(seeds)}, "envs": {}}
+    for env in envs:
+        mdp = _make_env(env)
+        values: dict = {}
+        for b in specs:
+            values[b] = {}
+            for n in sizes:
+                per_seed = np.array([next(out) for _ in seeds])  # (seeds, methods)
+                values[b][n] = {m: per_seed[:, i] for i, m in enumerate(methods)}
+        results["envs"][env] = {
+            "v_star": optimal_value(mdp), "n_states": mdp.n_states, "n_actions": mdp.n_actions,
+            "horizon": mdp.horizon,
+            "behaviour_values": {b: parse_behaviour(b).value(mdp) for b in specs},
+            "values": values}
+    return results
