@@ -67,8 +67,9 @@ def _weighted_sum(conv: GraphConv, x_src: torch.Tensor, x_dst: torch.Tensor,
 class DenseGAT(nn.Module):
     """Padded twin of PolicyGAT sharing its parameters.
 
-    Any padded size works (Smax and Amax are read from the input shapes). Inputs as in rlfm_edge.model.features.DenseInputs; output logits (B, Smax, Amax) with
-    padded actions set to PAD_LOGIT.
+    Any padded size works (Smax and Amax are read from the input shapes). Inputs as in
+    rlfm_edge.model.features.DenseInputs; output logits (B, Smax, Amax) with padded
+    actions set to PAD_LOGIT.
     """
 
     def __init__(self, net: PolicyGAT) -> None:

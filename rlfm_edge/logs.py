@@ -1,0 +1,170 @@
+"""Every step of the online agent in an MCAP file with ROS 2 (CDR) message encodings.
+
+`ros2 bag info` and Foxglove read the file as is: the message definitions travel in its
+schemas. Topic ``/rlfm/info`` holds one ``rlfm_edge_msgs/msg/LogInfo`` (sizes, horizon, the
+discretizer YAML); topic ``/rlfm/step`` one ``rlfm_edge_msgs/msg/Step`` per agent step. A step
+whose ``prev_state`` is >= 0 records the transition (prev_state, prev_action, reward, state);
+the first step of an episode has ``prev_state = -1``. Replaying those transitions rebuilds the
+CountStats of the run (`read_statistics`), the input of the offline mode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from mcap_ros2.writer import Writer
+
+from rlfm_edge.stats import CountStats
+
+INFO_TOPIC = "/rlfm/info"
+STEP_TOPIC = "/rlfm/step"
+INFO_TYPE = "rlfm_edge_msgs/msg/LogInfo"
+STEP_TYPE = "rlfm_edge_msgs/msg/Step"
+LOG_FORMAT_VERSION = 1
+
+_TIME_DEF = "MSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n"
+_SEPARATOR = "=" * 80 + "\n"
+
+INFO_DEF = """\
+# The run a transition log belongs to.
+uint32 format_version
+int32 n_states
+int32 n_actions
+int32 horizon
+string discretizer_yaml
+"""
+
+STEP_DEF = """\
+# One OnlineAgent.step: the observation received, its state, the action chosen for it,
+# and the transition it closes (prev_state = -1 at an episode's first step: none).
+builtin_interfaces/Time stamp
+uint32 episode
+uint64 step
+float32[] observation
+int32 state
+int32 action
+float32 reward
+int32 prev_state
+int32 prev_action
+uint32 latency_ns
+""" + _SEPARATOR + _TIME_DEF
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    stamp_ns: int
+    episode: int
+    step: int
+    observation: np.ndarray
+    state: int
+    action: int
+    reward: float
+    prev_state: int
+    prev_action: int
+    latency_ns: int
+
+
+class TransitionLogger:
+    """Appends step records to an MCAP file; ``close()`` writes the index (call it)."""
+
+    def __init__(self, path: str | os.PathLike, n_states: int, n_actions: int, horizon: int,
+                 discretizer_yaml: str = "") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 - owned until close()
+        self._writer = Writer(self._file)
+        self._step_schema = self._writer.register_msgdef(STEP_TYPE, STEP_DEF)
+        info_schema = self._writer.register_msgdef(INFO_TYPE, INFO_DEF)
+        self._writer.write_message(INFO_TOPIC, info_schema, {
+            "format_version": LOG_FORMAT_VERSION, "n_states": n_states, "n_actions": n_actions,
+            "horizon": horizon, "discretizer_yaml": discretizer_yaml}, log_time=time.time_ns())
+        self._seq = 0
+
+    def write(self, episode: int, step: int, observation, state: int, action: int,
+              reward: float, prev_state: int, prev_action: int, latency_ns: int) -> None:
+        now = time.time_ns()
+        self._writer.write_message(STEP_TOPIC, self._step_schema, {
+            "stamp": {"sec": now // 1_000_000_000, "nanosec": now % 1_000_000_000},
+            "episode": episode, "step": step, "observation": [float(v) for v in observation],
+            "state": state, "action": action, "reward": float(reward),
+            "prev_state": prev_state, "prev_action": prev_action,
+            "latency_ns": min(int(latency_ns), 0xFFFFFFFF)}, log_time=now, sequence=self._seq)
+        self._seq += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._writer.finish()
+            self._file.close()
+
+    def __enter__(self) -> TransitionLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _messages(path: Path, topic: str):
+    try:
+        with open(path, "rb") as f:
+            reader = make_reader(f, decoder_factories=[DecoderFactory()])
+            for _, _, _, msg in reader.iter_decoded_messages(topics=[topic]):
+                yield msg
+    except FileNotFoundError:
+        raise ValueError(f"{path}: log file not found") from None
+    except (McapError, OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a readable rlfm-edge MCAP log ({exc})") from None
+
+
+def read_info(path: str | os.PathLike) -> dict:
+    """The LogInfo record: n_states, n_actions, horizon, discretizer_yaml."""
+    path = Path(path)
+    for msg in _messages(path, INFO_TOPIC):
+        if msg.format_version != LOG_FORMAT_VERSION:
+            raise ValueError(f"{path}: log format version {msg.format_version}, expected "
+                             f"{LOG_FORMAT_VERSION}")
+        return {"n_states": msg.n_states, "n_actions": msg.n_actions, "horizon": msg.horizon,
+                "discretizer_yaml": msg.discretizer_yaml}
+    raise ValueError(f"{path}: no {INFO_TOPIC} record; not an rlfm-edge transition log")
+
+
+def read_steps(path: str | os.PathLike) -> Iterator[StepRecord]:
+    for m in _messages(Path(path), STEP_TOPIC):
+        yield StepRecord(m.stamp.sec * 1_000_000_000 + m.stamp.nanosec, m.episode, m.step,
+                         np.asarray(m.observation, dtype=np.float32), m.state, m.action,
+                         m.reward, m.prev_state, m.prev_action, m.latency_ns)
+
+
+def read_observations(path: str | os.PathLike) -> np.ndarray:
+    """All observations (N, D) of a log, for fitting discretizer bins."""
+    rows = [r.observation for r in read_steps(path)]
+    if not rows:
+        raise ValueError(f"{path}: the log holds no steps")
+    return np.stack(rows)
+
+
+def read_statistics(path: str | os.PathLike) -> CountStats:
+    """CountStats of every transition in the log (sizes from its LogInfo record)."""
+    info = read_info(path)
+    s, a, r, s2 = [], [], [], []
+    for rec in read_steps(path):
+        if rec.prev_state >= 0:
+            s.append(rec.prev_state)
+            a.append(rec.prev_action)
+            r.append(rec.reward)
+            s2.append(rec.state)
+    stats = CountStats(info["n_states"], info["n_actions"])
+    try:
+        stats.update_batch(np.asarray(s, np.int64), np.asarray(a, np.int64),
+                           np.asarray(r, np.float64), np.asarray(s2, np.int64))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: transitions do not fit S={info['n_states']}, "
+                         f"A={info['n_actions']} ({exc})") from None
+    return stats

@@ -1,0 +1,410 @@
+"""The robot's control-loop agent: discretize, count, act from the latest policy, never wait.
+
+``step(observation, reward)`` does O(1) work in the caller's thread: it records the
+transition closed by this observation in the live CountStats, reads the latest policy and
+returns an action. Two background threads do the rest:
+
+- the bookkeeper applies the same transitions to its own replica of the statistics (so the
+  model reads a consistent snapshot, never an array the control loop is writing), writes the
+  MCAP log, saves the statistics when due, and hands snapshots to
+- the refresher, which runs ``engine.policy(snapshot, horizon)`` and swaps the result in.
+
+A refresh is requested every ``refresh_every`` transitions, when a (state, action) pair is
+tried for the first time (the statistics changed qualitatively), and at episode ends. Requests
+made while a refresh runs coalesce into one. A refresh slower than ``deadline_s`` (one control
+tick) is counted late; until it finishes, and if it raises or returns a malformed policy, the
+last good policy stays in use. Before the first good policy the agent takes the safe action:
+``safe_action`` if given, else an action drawn uniformly at random (which explores, and that
+is what the statistics need; give a stop/no-op action where a random one is unsafe).
+
+Rewards: the reward passed with an observation is the one earned by the previous action.
+At an episode's first step there is no previous action, and the reward is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import threading
+import time
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlfm_edge.discretize import Discretizer
+from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.logs import TransitionLogger
+from rlfm_edge.runtime.persistence import StatsPersistence
+from rlfm_edge.stats import CountStats
+
+log = logging.getLogger(__name__)
+
+MODES = ("greedy", "sample")
+_RESET = object()  # bookkeeper queue marker: statistics were reset
+
+
+class InvalidObservation(ValueError):
+    """An observation or reward the agent refused (NaN/inf, wrong length); drop it."""
+
+
+@dataclass
+class AgentCounters:
+    """What the agent did, for diagnostics (a snapshot; read ``OnlineAgent.counters``)."""
+
+    steps: int = 0
+    transitions: int = 0
+    episodes: int = 0
+    refreshes: int = 0
+    refresh_failures: int = 0
+    late_refreshes: int = 0
+    safe_actions: int = 0  # steps acted before any good policy existed
+    rejected_observations: int = 0
+    clipped_values: int = 0
+    step_overruns: int = 0  # steps that themselves took longer than deadline_s
+    saves: int = 0
+    save_failures: int = 0
+    log_failures: int = 0  # steps the MCAP log could not take (disk full)
+    last_refresh_latency_s: float = math.nan
+    last_step_latency_s: float = math.nan
+    policy_stats_version: int = -1  # CountStats.version the current policy was computed from
+
+
+@dataclass(frozen=True)
+class _Policy:
+    greedy: list[int]
+    cdf: list[list[float]]  # per state, cumulative action probabilities
+    stats_version: int
+
+
+class OnlineAgent:
+    """Acts on a robot with a PolicyEngine refreshed in the background.
+
+    Args:
+        discretizer: observation vector -> state index; ``n_states`` comes from it.
+        engine: the PolicyEngine; its ``max_states``/``max_actions`` are checked here.
+        horizon: the horizon passed to the engine.
+        n_actions: size of the robot's discrete action space.
+        mode: "sample" (draw from softmax(logits / temperature)) or "greedy" (argmax).
+        refresh_every: request a refresh after this many new transitions.
+        deadline_s: the control tick; slower refreshes and steps are counted.
+        safe_action: action before the first good policy; None = uniform random.
+        stats: initial statistics; else loaded through ``persistence``, else empty.
+        persistence: periodic and final saving; ``transition_log``: MCAP step logger,
+            owned (closed) by the agent.
+    """
+
+    def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
+                 n_actions: int, *, mode: str = "sample", temperature: float = 1.0,
+                 refresh_every: int = 10, refresh_on_new_pair: bool = True,
+                 refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
+                 safe_action: int | None = None, seed: int | np.random.Generator = 0,
+                 stats: CountStats | None = None, persistence: StatsPersistence | None = None,
+                 transition_log: TransitionLogger | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected > 0, got {temperature!r}")
+        for name, v in (("horizon", horizon), ("n_actions", n_actions),
+                        ("refresh_every", refresh_every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if not deadline_s > 0:
+            raise ValueError(f"deadline_s: expected > 0, got {deadline_s!r}")
+        if safe_action is not None and not 0 <= safe_action < n_actions:
+            raise ValueError(f"safe_action: expected None or an action in [0, {n_actions}), "
+                             f"got {safe_action!r}")
+        discretizer.check_fits(engine.max_states)
+        S = discretizer.n_states
+        if stats is None:
+            stats = (persistence.load_or_new(S, n_actions) if persistence is not None
+                     else CountStats(S, n_actions))
+        if (stats.n_states, stats.n_actions) != (S, n_actions):
+            raise ValueError(f"stats: shape (S={stats.n_states}, A={stats.n_actions}) differs "
+                             f"from the discretizer and actions (S={S}, A={n_actions})")
+        engine.check_fits(stats)
+
+        self.discretizer = discretizer
+        self.engine = engine
+        self.horizon = int(horizon)
+        self.n_actions = int(n_actions)
+        self.mode = mode
+        self.temperature = float(temperature)
+        self.refresh_every = int(refresh_every)
+        self.refresh_on_new_pair = refresh_on_new_pair
+        self.refresh_on_episode_end = refresh_on_episode_end
+        self.deadline_s = float(deadline_s)
+        self.safe_action = safe_action
+        self.stats = stats  # live statistics, written by step() only
+        self.persistence = persistence
+        self.transition_log = transition_log
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._c = AgentCounters()
+        self._policy: _Policy | None = None
+        self._prev: tuple[int, int] | None = None  # (state, action) awaiting its reward
+        self._since_request = 0
+        self._episode = 0
+
+        # background machinery
+        self._queue: deque = deque()
+        self._replica = stats.copy()
+        self._requested_gen = 0
+        self._snapshot_gen = 0
+        self._done_gen = 0
+        self._mailbox: tuple[int, CountStats] | None = None
+        self._mailbox_lock = threading.Lock()
+        self._done = threading.Condition()
+        self._late_lock = threading.Lock()
+        self._inflight_start: float | None = None
+        self._late_flagged = False
+        self._stopping = False
+        self._closed = False
+        self._book_wake = threading.Event()
+        self._refresh_wake = threading.Event()
+        self._bookkeeper = threading.Thread(target=self._bookkeeper_loop, name="rlfm-bookkeeper",
+                                            daemon=True)
+        self._refresher = threading.Thread(target=self._refresher_loop, name="rlfm-refresher",
+                                           daemon=True)
+        self._bookkeeper.start()
+        self._refresher.start()
+        self.request_refresh()
+
+    # -- the control loop ------------------------------------------------------------------
+    def step(self, observation, reward: float | None = None) -> int:
+        """Record the transition this observation closes and return the next action.
+
+        Raises InvalidObservation (statistics untouched) for NaN/inf or wrong-length input.
+        """
+        t0 = time.perf_counter()
+        c = self._c
+        prev = self._prev
+        if reward is not None:
+            reward = float(reward)
+            if not math.isfinite(reward):
+                c.rejected_observations += 1
+                raise InvalidObservation(f"reward: must be finite, got {reward}")
+        elif prev is not None:
+            c.rejected_observations += 1
+            raise InvalidObservation("reward: required after an episode's first step")
+        try:
+            s = self.discretizer.state(observation)
+        except ValueError as exc:
+            c.rejected_observations += 1
+            raise InvalidObservation(str(exc)) from None
+
+        if prev is not None:
+            self.stats.update(prev[0], prev[1], reward, s)
+            c.transitions += 1
+            self._since_request += 1
+            if self._since_request >= self.refresh_every or (
+                    self.refresh_on_new_pair and self.stats.n_sa[prev] == 1):
+                self.request_refresh()
+
+        policy = self._policy
+        if policy is None:
+            c.safe_actions += 1
+            a = (self.safe_action if self.safe_action is not None
+                 else min(int(self._rng.random() * self.n_actions), self.n_actions - 1))
+        elif self.mode == "greedy":
+            a = policy.greedy[s]
+        else:
+            a = min(bisect_right(policy.cdf[s], self._rng.random()), self.n_actions - 1)
+        self._prev = (s, a)
+
+        start = self._inflight_start
+        if start is not None and not self._late_flagged and t0 - start > self.deadline_s:
+            self._flag_late()
+        c.steps += 1
+        dt = time.perf_counter() - t0
+        c.last_step_latency_s = dt
+        if dt > self.deadline_s:
+            c.step_overruns += 1
+        obs = np.array(observation, np.float32) if self.transition_log is not None else None
+        self._queue.append((self._episode, c.steps, obs, s, a, reward, prev, int(dt * 1e9)))
+        return a
+
+    def end_episode(self) -> None:
+        """The next step starts a new episode (its reward is ignored)."""
+        self._prev = None
+        self._episode += 1
+        self._c.episodes += 1
+        if self.refresh_on_episode_end:
+            self.request_refresh()
+
+    def reset_statistics(self) -> None:
+        """Forget all experience; the current policy stays until the next refresh."""
+        self.stats.reset()
+        self._prev = None
+        self._queue.append(_RESET)
+        self.request_refresh()
+
+    def save_statistics(self, path: str | os.PathLike | None = None) -> bool:
+        """Save the live statistics now (to the persistence path if ``path`` is None).
+
+        False when the disk refused (logged and counted); raises ValueError without a path.
+        """
+        if path is None:
+            if self.persistence is None:
+                raise ValueError("save_statistics: no path given and no persistence configured")
+            return self.persistence.save(self.stats)
+        self.stats.save(path, keep_previous=True)
+        return True
+
+    # -- refresh control -------------------------------------------------------------------
+    def request_refresh(self) -> int:
+        """Ask for a policy refresh from the statistics as they are now; returns its ticket."""
+        self._since_request = 0
+        self._requested_gen += 1
+        self._book_wake.set()
+        return self._requested_gen
+
+    def wait_refreshed(self, ticket: int | None = None, timeout: float | None = None) -> bool:
+        """Block until the refresh of ``ticket`` (default: the latest request) was attempted."""
+        ticket = self._requested_gen if ticket is None else ticket
+        with self._done:
+            return self._done.wait_for(lambda: self._done_gen >= ticket or self._stopping,
+                                       timeout) and self._done_gen >= ticket
+
+    @property
+    def has_policy(self) -> bool:
+        return self._policy is not None
+
+    @property
+    def counters(self) -> AgentCounters:
+        snap = dataclasses.replace(self._c, clipped_values=self.discretizer.clipped)
+        if self.persistence is not None:
+            snap.saves = self.persistence.counters.saves
+            snap.save_failures = self.persistence.counters.save_failures
+        return snap
+
+    def _flag_late(self) -> None:
+        with self._late_lock:
+            if not self._late_flagged:
+                self._late_flagged = True
+                self._c.late_refreshes += 1
+
+    # -- background threads ----------------------------------------------------------------
+    def _drain(self) -> None:
+        q, replica, logger = self._queue, self._replica, self.transition_log
+        while q:
+            item = q.popleft()
+            if item is _RESET:
+                replica.reset()
+                continue
+            episode, step, obs, s, a, r, prev, latency_ns = item
+            if prev is not None:
+                replica.update(prev[0], prev[1], r, s)
+            if logger is not None:
+                p_s, p_a = prev if prev is not None else (-1, -1)
+                try:
+                    logger.write(episode, step, obs.ravel(), s, a, r if r is not None else 0.0,
+                                 p_s, p_a, latency_ns)
+                except OSError as exc:
+                    self._c.log_failures += 1
+                    if self._c.log_failures == 1:
+                        log.error("cannot write the transition log (%s); steps go unlogged", exc)
+
+    def _bookkeeper_loop(self) -> None:
+        while True:
+            self._book_wake.wait(0.05)
+            self._book_wake.clear()
+            stopping = self._stopping
+            try:
+                self._drain()
+                gen = self._requested_gen
+                if gen > self._snapshot_gen and not stopping:
+                    self._snapshot_gen = gen
+                    snapshot = self._replica.copy()
+                    with self._mailbox_lock:
+                        self._mailbox = (gen, snapshot)
+                    self._refresh_wake.set()
+                if (not stopping and self.persistence is not None
+                        and self.persistence.due(self._replica.n_transitions)):
+                    self.persistence.save(self._replica)
+            except Exception:  # a logging or disk error must not stop the bookkeeping
+                log.exception("bookkeeper error")
+            if stopping:
+                return
+
+    def _refresher_loop(self) -> None:
+        while True:
+            self._refresh_wake.wait()
+            self._refresh_wake.clear()
+            if self._stopping:
+                return
+            with self._mailbox_lock:
+                item, self._mailbox = self._mailbox, None
+            if item is None:
+                continue
+            gen, snapshot = item
+            self._refresh(snapshot)
+            with self._done:
+                self._done_gen = gen
+                self._done.notify_all()
+
+    def _refresh(self, snapshot: CountStats) -> None:
+        self._late_flagged = False
+        t0 = time.perf_counter()
+        self._inflight_start = t0
+        try:
+            logits = np.asarray(self.engine.policy(snapshot, self.horizon), dtype=np.float64)
+            expected = (snapshot.n_states, snapshot.n_actions)
+            if logits.shape != expected or not np.all(np.isfinite(logits)):
+                raise ValueError(f"engine returned logits of shape {logits.shape} (expected "
+                                 f"{expected}) or with non-finite values")
+            policy = self._make_policy(logits, snapshot.version)
+        except Exception as exc:  # any engine failure: keep the last good policy
+            self._c.refresh_failures += 1
+            log.warning("policy refresh failed (%s: %s); keeping the last good policy",
+                        type(exc).__name__, exc)
+        else:
+            self._policy = policy
+            self._c.refreshes += 1
+            self._c.policy_stats_version = snapshot.version
+        finally:
+            latency = time.perf_counter() - t0
+            self._c.last_refresh_latency_s = latency
+            if latency > self.deadline_s:
+                self._flag_late()
+            self._inflight_start = None
+
+    def _make_policy(self, logits: np.ndarray, version: int) -> _Policy:
+        z = logits / self.temperature
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        return _Policy(np.argmax(logits, axis=1).tolist(), cdf.tolist(), version)
+
+    # -- shutdown --------------------------------------------------------------------------
+    def close(self, save: bool = True) -> None:
+        """Stop the threads, flush the log, and save the statistics (if persistence is set)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        self._book_wake.set()
+        self._refresh_wake.set()
+        with self._done:
+            self._done.notify_all()
+        self._bookkeeper.join(timeout=10.0)
+        self._refresher.join(timeout=max(1.0, 10 * self.deadline_s))
+        if self._refresher.is_alive():
+            log.warning("policy engine still running at close; leaving its thread behind")
+        if self.transition_log is not None:
+            self.transition_log.close()
+        if save and self.persistence is not None:
+            self.persistence.save(self.stats)
+
+    def __enter__(self) -> OnlineAgent:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"OnlineAgent(S={self.stats.n_states}, A={self.n_actions}, mode={self.mode!r}, "
+                f"engine={self.engine.backend})")
+
