@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -143,8 +144,10 @@ def train(cfg: TrainConfig) -> Path:
     model = DistributedDataParallel(net) if distributed else net
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(loader)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
-                                                pct_start=0.05)
+    warmup = max(1, total_steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 2%
+        opt, lambda step: min(1.0, (step + 1) / warmup) * (
+            0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))))
     ckpt_path = out / "checkpoint.pt"
     start_epoch, history = 0, []
     if ckpt_path.exists():

@@ -1,0 +1,78 @@
+"""The foundation model as an online agent: read the policy off the statistics, in context.
+
+No per-task training: after every episode (or every step, ``refresh="step"``) the
+agent hands its CountStats to a PolicyEngine and gets logits for every state. Acting
+samples an action from softmax(logits / temperature) at every step; as DPT (Lee et al.
+2023) found, sampling from a model trained to predict optimal actions explores like
+posterior sampling, while greedy use (``mode="greedy"``) under-explores.
+
+Offline (``extract_policy(..., method="rlfm")``) the same logits read off the dataset's
+statistics are the scores, and the policy is their argmax.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from rlfm_edge.agents.base import Agent, check_choice, check_positive_float
+from rlfm_edge.inference import PolicyEngine, make_engine
+from rlfm_edge.offline import OfflineData, register_method
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+class RLFMAgent(Agent):
+    name = "rlfm"
+
+    def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int = 0,
+                 engine: PolicyEngine | None = None, backend: str = "auto", model=None,
+                 precision: str = "fp32", mode: str = "sample", temperature: float = 1.0,
+                 refresh: str = "episode") -> None:
+        super().__init__(n_states, n_actions, horizon, seed)
+        self.mode = check_choice("mode", mode, ("sample", "greedy"))
+        self.refresh = check_choice("refresh", refresh, ("episode", "step"))
+        self.temperature = check_positive_float("temperature", temperature)
+        self.engine = engine if engine is not None else make_engine(backend, model, precision)
+        self.engine.check_fits(self.stats)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.logits = self.engine.policy(self.stats, self.horizon)
+        self.cdf = np.cumsum(softmax(self.logits, self.temperature), axis=1)
+
+    def _act(self, s: int, h: int) -> int:
+        if self.mode == "greedy":
+            q = self.logits[s]
+            best = np.flatnonzero(q == q.max())
+            return int(best[0] if best.size == 1 else self.rng.choice(best))
+        return int(min(np.searchsorted(self.cdf[s], self.rng.random(), side="right"),
+                       self.n_actions - 1))
+
+    def _observe(self, s: int, a: int, r: float, s_next: int, h: int) -> None:
+        if self.refresh == "step":
+            self._refresh()
+
+    def _end_episode(self) -> None:
+        self._refresh()
+
+
+@lru_cache(maxsize=4)
+def _cached_engine(backend: str, model, precision: str) -> PolicyEngine:
+    return make_engine(backend, model, precision)
+
+
+def offline_scores(data: OfflineData, horizon: int, engine: PolicyEngine | None = None,
+                   backend: str = "auto", model=None, precision: str = "fp32") -> np.ndarray:
+    """The model's logits (S, A) for the dataset's statistics: the offline method "rlfm"."""
+    engine = engine if engine is not None else _cached_engine(backend, model, precision)
+    return engine.policy(data.stats, horizon)
+
+
+register_method("rlfm", offline_scores)

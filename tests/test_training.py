@@ -1,0 +1,98 @@
+"""The synthetic prior, example generation and the training loop (tiny sizes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+
+from rlfm_edge.planning import value_iteration  # noqa: E402
+from training.data import BEHAVIOURS, DataConfig, collect, load_shard, make_example, save_shard  # noqa: E402
+from training.prior import FAMILIES, PriorConfig, sample_mdp  # noqa: E402
+from training.rollout import rollout  # noqa: E402
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_yields_valid_mdps_within_the_configured_sizes(family):
+    prior = PriorConfig(s_max=25, a_max=5, h_min=3, h_max=30, weights={family: 1.0})
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        mdp = sample_mdp(rng, prior)  # TabularMDP validates P, R, mu0
+        assert 2 <= mdp.n_states <= 25 and 2 <= mdp.n_actions <= 5 and 3 <= mdp.horizon <= 30
+        assert mdp.meta["family"] == family
+
+
+def test_prior_is_reproducible_from_its_seed():
+    a = sample_mdp(np.random.default_rng(7))
+    b = sample_mdp(np.random.default_rng(7))
+    assert np.array_equal(a.P, b.P) and np.array_equal(a.R, b.R) and a.horizon == b.horizon
+
+
+def test_prior_config_rejects_unknown_families_and_bad_ranges():
+    with pytest.raises(ValueError, match="unknown families"):
+        PriorConfig(weights={"maze": 1.0})
+    with pytest.raises(ValueError, match="s_min"):
+        PriorConfig(s_min=10, s_max=5)
+
+
+def test_rollout_counts_exactly_episodes_times_horizon_transitions():
+    mdp = sample_mdp(np.random.default_rng(3))
+    uniform = np.full((mdp.horizon, mdp.n_states, mdp.n_actions), 1 / mdp.n_actions)
+    stats = rollout(mdp, uniform, 17, np.random.default_rng(0))
+    assert stats.n_transitions == 17 * mdp.horizon
+    # Only transitions the MDP allows appear in the counts.
+    assert np.all(mdp.P[stats.n_sas > 0] > 0)
+
+
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+def test_behaviours_collect_the_requested_number_of_episodes(behaviour):
+    mdp = sample_mdp(np.random.default_rng(5))
+    Q, _ = value_iteration(mdp)
+    stats = collect(mdp, Q, behaviour, 12, np.random.default_rng(1))
+    assert stats.n_transitions == 12 * mdp.horizon
+
+
+def test_examples_are_deterministic_and_survive_a_shard_round_trip(tmp_path):
+    cfg = DataConfig(max_episodes=20)
+    examples = [make_example(s, PriorConfig(s_max=10), cfg) for s in range(5)]
+    again = make_example(3, PriorConfig(s_max=10), cfg)
+    assert np.array_equal(again[0].sa_x, examples[3][0].sa_x)
+    for feats, q, _ in examples:
+        assert q.shape == (feats.n_states, feats.n_actions)
+        assert q.min() >= 0 and q.max() <= 1
+    save_shard(tmp_path / "s.npz", examples)
+    loaded = load_shard(tmp_path / "s.npz")
+    for (f, q, _), (g, q2) in zip(examples, loaded, strict=True):
+        assert np.array_equal(f.edge_state, g.edge_state) and np.array_equal(q, q2)
+
+
+def test_training_reduces_the_loss_and_resumes_from_its_checkpoint(tmp_path):
+    from training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "d"), val_dir=str(tmp_path / "v"),
+        n_examples=256, n_val=64, epochs=3, batch_size=32, lr=3e-3, workers=1,
+        model={"hidden": 16, "heads": 2, "layers": 2},
+        prior={"s_max": 8, "a_max": 3, "h_max": 15}, data={"max_episodes": 20},
+    )
+    model_dir = train(cfg)
+    import json
+
+    record = json.loads((model_dir / "training_record.json").read_text())
+    losses = [h["train_loss"] for h in record["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    # A longer run picks up where the checkpoint stopped instead of starting again.
+    cfg.epochs = 4
+    record = json.loads((train(cfg) / "training_record.json").read_text())
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+
+
+def test_training_config_rejects_unknown_fields(tmp_path):
+    from training.train import TrainConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("epochz: 3\n")
+    with pytest.raises(ValueError, match="epochz"):
+        TrainConfig.from_yaml(path)
