@@ -47,11 +47,21 @@ def test_rollout_counts_exactly_episodes_times_horizon_transitions():
 
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
-def test_behaviours_collect_the_requested_number_of_episodes(behaviour):
+def test_behaviours_collect_the_requested_number_of_episodes(behaviour, tmp_path):
+    from rlfm_edge.model import ModelConfig
+    from rlfm_edge.model.gat import PolicyGAT
+    from rlfm_edge.model.io import save_model
+
+    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1)), tmp_path / "m")
     mdp = sample_mdp(np.random.default_rng(5))
     Q, _ = value_iteration(mdp)
-    stats = collect(mdp, Q, behaviour, 12, np.random.default_rng(1))
+    stats = collect(mdp, Q, behaviour, 12, np.random.default_rng(1), str(tmp_path / "m"))
     assert stats.n_transitions == 12 * mdp.horizon
+
+
+def test_the_model_behaviour_needs_a_model_directory():
+    with pytest.raises(ValueError, match="model_dir"):
+        DataConfig(behaviour_weights=(0, 0, 0, 0, 1))
 
 
 def test_examples_are_deterministic_and_survive_a_shard_round_trip(tmp_path):

@@ -5,7 +5,10 @@ For each MDP drawn from the prior, a behaviour collects K episodes of experience
 - eps_optimal:  epsilon-greedy on the true Q*, epsilon ~ U[0.1, 1];
 - psrl:         posterior sampling in rounds (a new posterior sample every few
                 episodes), the kind of data an efficient online explorer collects;
-- mixed:        a uniform first part followed by an eps_optimal part.
+- mixed:        a uniform first part followed by an eps_optimal part;
+- model:        the current model itself, sampling actions from its policy and
+                re-reading the policy a few times (DAgger-style rounds): the data the
+                deployed agent will really see. Needs ``model_dir``.
 K is 0 with probability ``p_empty`` (acting with no data at all), otherwise log-uniform
 in [1, max_episodes], capped at ``max_transitions``. The target stored is Q*_0 of the
 TRUE MDP scaled by its range, so the training temperature can change without
@@ -31,7 +34,7 @@ from rlfm_edge.stats import CountStats
 from training.prior import PriorConfig, sample_mdp
 from training.rollout import rollout
 
-BEHAVIOURS = ("uniform", "eps_optimal", "psrl", "mixed")
+BEHAVIOURS = ("uniform", "eps_optimal", "psrl", "mixed", "model")
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,17 @@ class DataConfig:
     max_episodes: int = 300
     max_transitions: int = 20000
     p_empty: float = 0.05
-    behaviour_weights: tuple = (0.3, 0.25, 0.3, 0.15)  # in BEHAVIOURS order
+    behaviour_weights: tuple = (0.3, 0.25, 0.3, 0.15, 0.0)  # in BEHAVIOURS order
     max_successors: int = 8
+    model_dir: str = ""  # the model that the "model" behaviour runs
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.behaviour_weights, dtype=float)
+        if w.shape != (len(BEHAVIOURS),) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"data.behaviour_weights: expected {len(BEHAVIOURS)} non-negative "
+                             f"weights for {BEHAVIOURS}, got {self.behaviour_weights!r}")
+        if w[BEHAVIOURS.index("model")] > 0 and not self.model_dir:
+            raise ValueError("data.model_dir: the 'model' behaviour needs a model directory")
 
 
 def _greedy_probs(Q: np.ndarray) -> np.ndarray:
@@ -62,8 +74,37 @@ def _psrl_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator) -> Co
     return stats
 
 
+_ENGINES: dict[str, object] = {}
+
+
+def _model_policy(model_dir: str):
+    """One TorchEngine per worker process and model directory."""
+    if model_dir not in _ENGINES:
+        import torch
+
+        from rlfm_edge.inference.torch_backend import TorchEngine
+
+        torch.set_num_threads(1)
+        _ENGINES[model_dir] = TorchEngine(model_dir, device="cpu")
+    return _ENGINES[model_dir].policy
+
+
+def _model_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator,
+                  model_dir: str) -> CountStats:
+    policy = _model_policy(model_dir)
+    stats = CountStats(mdp.n_states, mdp.n_actions)
+    for n in np.array_split(np.arange(episodes), int(rng.integers(3, 9))):
+        if not n.size:
+            continue
+        logits = policy(stats, mdp.horizon)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        rollout(mdp, np.broadcast_to(p, (mdp.horizon, *p.shape)), n.size, rng, stats)
+    return stats
+
+
 def collect(mdp: TabularMDP, Q_star: np.ndarray, behaviour: str, episodes: int,
-            rng: np.random.Generator) -> CountStats:
+            rng: np.random.Generator, model_dir: str = "") -> CountStats:
     """Experience of ``episodes`` episodes of ``behaviour`` in ``mdp``."""
     S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
     uniform = np.full((H, S, A), 1.0 / A)
@@ -80,7 +121,14 @@ def collect(mdp: TabularMDP, Q_star: np.ndarray, behaviour: str, episodes: int,
         eps = rng.uniform(0.1, 0.5)
         return rollout(mdp, eps * uniform + (1 - eps) * _greedy_probs(Q_star), episodes - k, rng,
                        stats)
+    if behaviour == "model":
+        return _model_rounds(mdp, episodes, rng, model_dir)
     raise ValueError(f"behaviour: expected one of {BEHAVIOURS}, got {behaviour!r}")
+
+
+def _normalised(weights) -> np.ndarray:
+    w = np.asarray(weights, dtype=float)
+    return w / w.sum()
 
 
 def scaled_q(Q0: np.ndarray) -> np.ndarray:
@@ -92,13 +140,13 @@ def make_example(seed: int, prior: PriorConfig, cfg: DataConfig) -> tuple[GraphF
     rng = np.random.default_rng(seed)
     mdp = sample_mdp(rng, prior)
     Q, _ = value_iteration(mdp)
-    behaviour = BEHAVIOURS[rng.choice(len(BEHAVIOURS), p=np.array(cfg.behaviour_weights))]
+    behaviour = BEHAVIOURS[rng.choice(len(BEHAVIOURS), p=_normalised(cfg.behaviour_weights))]
     if rng.random() < cfg.p_empty:
         episodes = 0
     else:
         episodes = int(np.exp(rng.uniform(0.0, np.log(cfg.max_episodes))))
         episodes = max(0, min(episodes, cfg.max_transitions // mdp.horizon))
-    stats = collect(mdp, Q, behaviour, episodes, rng)
+    stats = collect(mdp, Q, behaviour, episodes, rng, cfg.model_dir)
     feats = build_features(stats, mdp.horizon, cfg.max_successors)
     info = {"seed": seed, "family": mdp.meta["family"], "behaviour": behaviour,
             "episodes": episodes, "S": mdp.n_states, "A": mdp.n_actions, "H": mdp.horizon}

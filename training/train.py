@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from rlfm_edge.model.config import ModelConfig
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
-from rlfm_edge.model.io import atomic_write_bytes, save_model
+from rlfm_edge.model.io import atomic_write_bytes, load_model, save_model
 from training.data import DataConfig, generate, load_shard
 from training.losses import boltzmann_cross_entropy
 from training.prior import PriorConfig
@@ -58,6 +58,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     workers: int = 2
     time_budget_s: float = 0.0  # stop after this much training time (0: no limit)
+    init_from: str = ""        # start from this model directory (e.g. a DAgger round)
+    replay_dirs: list = field(default_factory=list)  # more shard folders to train on
     model: dict = field(default_factory=dict)
     prior: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -132,6 +134,11 @@ def train(cfg: TrainConfig) -> Path:
     if distributed:
         dist.barrier()
     train_shards = sorted(Path(cfg.data_dir).glob(f"shard_{cfg.data_seed}_*.npz"))
+    for extra in cfg.replay_dirs:
+        found = sorted(Path(extra).glob("shard_*.npz"))
+        if not found:
+            raise ValueError(f"replay_dirs: no shard_*.npz in {extra}")
+        train_shards += found
     val_shards = sorted(Path(cfg.val_dir).glob(f"shard_{cfg.val_seed}_*.npz"))
     gen_time = time.time() - t0
     dataset = Examples(train_shards)
@@ -141,6 +148,11 @@ def train(cfg: TrainConfig) -> Path:
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
                         sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed))
     net = PolicyGAT(model_cfg)
+    if cfg.init_from:
+        init = load_model(cfg.init_from)
+        if init.config != model_cfg:
+            raise ValueError(f"init_from: {cfg.init_from} has config {init.config}, not {model_cfg}")
+        net.load_state_dict(init.state_dict())
     model = DistributedDataParallel(net) if distributed else net
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(loader)

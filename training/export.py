@@ -1,0 +1,182 @@
+"""Export the dense GAT to ONNX: static (Smax, Amax, K), a dynamic batch dimension.
+
+The export is what ONNX Runtime runs on a CPU and what TensorRT builds engines from, so
+it is checked twice before it is written: ``onnx.checker`` (full check, shape inference)
+and a parity run of ONNX Runtime against torch on random statistics, at batch sizes 1
+and 2. The dynamo exporter (``torch.export``) is used: the legacy TorchScript tracer bakes
+the batch size into the Reshape of the successor gather (``B * N`` is a Python int when
+traced), while ``torch.export`` keeps it symbolic and gives a graph a third the size
+(about 200 nodes: Gather, MatMul, Softmax, LayerNormalization) that ONNX Runtime and
+TensorRT both parse.
+
+The output directory becomes a complete model directory: the weights and config are
+copied beside ``model.onnx`` when it differs from the input, the export description
+goes to ``model.onnx.json`` and the sha256 manifest is rewritten to cover every file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from rlfm_edge.inference.onnx_backend import ONNX_FILES, spec_path
+from rlfm_edge.model.features import INPUT_NAMES, OUTPUT_NAMES, build_features, pad_features
+from rlfm_edge.model.io import (
+    MANIFEST,
+    atomic_write_bytes,
+    load_model,
+    sha256_file,
+    write_manifest,
+)
+from rlfm_edge.stats import CountStats
+
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-4
+_MODEL_FILES = ("weights.npz", "config.json", "training_record.json")
+
+
+def random_stats(rng: np.random.Generator, n_states: int, n_actions: int, transitions: int) -> CountStats:
+    """Statistics of uniformly random transitions with skewed successors (many > K per (s, a))."""
+    stats = CountStats(n_states, n_actions)
+    if transitions:
+        s = rng.integers(0, n_states, transitions)
+        a = rng.integers(0, n_actions, transitions)
+        s_next = np.minimum(rng.geometric(0.3, transitions) - 1 + s, n_states - 1)
+        stats.update_batch(s, a, rng.random(transitions), s_next)
+    return stats
+
+
+def valid_logit_diff(a: np.ndarray, b: np.ndarray, n_states: int, n_actions: int) -> float:
+    """Max abs difference of (B, Smax, Amax) logits over the real (s, a) entries only."""
+    return float(np.abs(a[:, :n_states, :n_actions] - b[:, :n_states, :n_actions]).max())
+
+
+def _sample_inputs(net, max_states: int, max_actions: int, seed: int):
+    """A batch of two padded examples of different sizes, with edges, untried pairs and padding."""
+    rng = np.random.default_rng(seed)
+    k = net.config.max_successors
+    sizes = [(max_states, max_actions), (max(2, max_states // 3), max(2, max_actions - 1))]
+    feats = [build_features(random_stats(rng, S, A, 20 * S * A), 10, k) for S, A in sizes]
+    return pad_features(feats, max_states, max_actions, k), sizes
+
+
+def _to_onnx_bytes(dense, inputs, opset: int) -> bytes:
+    import torch
+
+    args = tuple(torch.from_numpy(v) for v in inputs.as_dict().values())
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [q.level for q in quiet]
+    try:
+        for q in quiet:
+            q.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                dense, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                dynamic_shapes=tuple({0: batch} for _ in INPUT_NAMES), opset_version=opset,
+                dynamo=True, optimize=True, verbose=False)
+    finally:
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
+    return program.model_proto.SerializeToString()
+
+
+def check_parity(onnx_bytes: bytes, dense, inputs, sizes) -> float:
+    """Max abs logit difference ONNX Runtime (CPU) vs torch over the valid entries."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    feed = inputs.as_dict()
+    with torch.inference_mode():
+        want = dense(*(torch.from_numpy(v) for v in feed.values())).numpy()
+    diffs = []
+    for batch in (feed, {k: v[1:] for k, v in feed.items()}):  # the batch dimension is dynamic
+        got = session.run(None, batch)[0]
+        offset = len(want) - len(got)
+        diffs += [valid_logit_diff(got[b:b + 1], want[offset + b:offset + b + 1], *sizes[offset + b])
+                  for b in range(len(got))]
+    return max(diffs)
+
+
+def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_states: int | None = None,
+                max_actions: int | None = None, opset: int = DEFAULT_OPSET, seed: int = 0) -> dict:
+    """Write ``model.onnx`` (+ ``model.onnx.json``) for the model in ``model_dir``; returns the spec."""
+    import onnx
+    import torch
+
+    from rlfm_edge.model.dense import DenseGAT
+
+    model_dir = Path(model_dir)
+    out_dir = Path(out_dir) if out_dir is not None else model_dir
+    net = load_model(model_dir)
+    cfg = net.config
+    max_states = cfg.max_states if max_states is None else max_states
+    max_actions = cfg.max_actions if max_actions is None else max_actions
+    for name, v in (("max_states", max_states), ("max_actions", max_actions)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+            raise ValueError(f"{name}: expected an integer >= 2, got {v!r}")
+    if not 17 <= opset <= 21:
+        raise ValueError(f"opset: expected 17..21 (LayerNormalization needs 17), got {opset}")
+
+    dense = DenseGAT(net).eval()
+    inputs, sizes = _sample_inputs(net, max_states, max_actions, seed)
+    with torch.inference_mode():
+        data = _to_onnx_bytes(dense, inputs, opset)
+    model = onnx.load_from_string(data)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise RuntimeError(f"export: the ONNX graph failed onnx.checker: {exc}") from None
+    diff = check_parity(data, dense, inputs, sizes)
+    if not diff <= PARITY_TOLERANCE:
+        raise RuntimeError(f"export: ONNX Runtime and torch disagree by {diff:.2e} "
+                           f"(> {PARITY_TOLERANCE:g}) on the logits; the export is not written")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.resolve() != model_dir.resolve():
+        for name in _MODEL_FILES:
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, out_dir / name)
+    path = out_dir / ONNX_FILES["fp32"]
+    atomic_write_bytes(path, data)
+    spec = {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "precision": "fp32",
+        "max_states": max_states,
+        "max_actions": max_actions,
+        "max_successors": cfg.max_successors,
+        "opset": opset,
+        "inputs": {k: [("batch" if i == 0 else d) for i, d in enumerate(v.shape)]
+                   for k, v in inputs.as_dict().items()},
+        "outputs": {"logits": ["batch", max_states, max_actions]},
+        "weights_sha256": sha256_file(model_dir / "weights.npz"),
+        "model_config": cfg.to_dict(),
+        "parity_max_abs_diff": diff,
+        "exporter": f"torch {torch.__version__} (torch.export), onnx {onnx.__version__}",
+    }
+    write_spec(out_dir, spec)
+    return spec
+
+
+def write_spec(model_dir: Path, spec: dict) -> None:
+    """Write the export description beside its ONNX file and refresh the directory manifest."""
+    atomic_write_bytes(spec_path(model_dir, spec["precision"]), json.dumps(spec, indent=1).encode())
+    extra = {}
+    manifest = model_dir / MANIFEST
+    if manifest.is_file():
+        try:
+            extra = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "files"}
+        except ValueError:
+            extra = {}
+    write_manifest(model_dir, extra)
