@@ -194,6 +194,12 @@ def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg:
              shard_size: int = 2000, workers: int = 2) -> list[Path]:
     """Write ``n_examples`` examples as shards in out_dir; existing complete shards are kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = {"prior": asdict(prior), "data": asdict(cfg), "seed": seed}
+    config_path = out_dir / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()).get(
+            "prior") != json.loads(json.dumps(config["prior"])):
+        raise ValueError(f"{out_dir}: holds examples of another prior ({config_path}); "
+                         f"use another data folder")
     seeds = np.random.SeedSequence(seed).generate_state(n_examples, dtype=np.uint32)
     shards = []
     todo = []
@@ -202,16 +208,18 @@ def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg:
         shards.append(path)
         if not path.exists():
             todo.append((path, seeds[start:start + shard_size]))
+    if not todo:
+        return shards
+    config_path.write_text(json.dumps(config, indent=1))
     chunk = 100
     with mp.get_context("spawn").Pool(workers) as pool, \
             tqdm(total=sum(len(s) for _, s in todo), desc="generate", unit="mdp") as bar:
         for path, shard_seeds in todo:
-            jobs = [(shard_seeds[i:i + chunk], prior, cfg) for i in range(0, len(shard_seeds), chunk)]
+            jobs = [(shard_seeds[i:i + chunk], prior, cfg)
+                    for i in range(0, len(shard_seeds), chunk)]
             examples = []
             for part in pool.imap(_worker, jobs):
                 examples.extend(part)
                 bar.update(len(part))
             save_shard(path, examples)
-    (out_dir / "config.json").write_text(
-        json.dumps({"prior": asdict(prior), "data": asdict(cfg)}, indent=1))
     return shards

@@ -59,7 +59,7 @@ class TrainConfig:
     workers: int = 2
     time_budget_s: float = 0.0  # stop after this much training time (0: no limit)
     init_from: str = ""        # start from this model directory (e.g. a DAgger round)
-    replay_dirs: list = field(default_factory=list)  # more shard folders to train on
+    replay_dirs: list = field(default_factory=list)  # more shards: folders or glob patterns
     model: dict = field(default_factory=dict)
     prior: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -135,9 +135,10 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
     train_shards = sorted(Path(cfg.data_dir).glob(f"shard_{cfg.data_seed}_*.npz"))
     for extra in cfg.replay_dirs:
-        found = sorted(Path(extra).glob("shard_*.npz"))
+        found = sorted(Path(extra).glob("shard_*.npz") if Path(extra).is_dir()
+                       else Path().glob(extra))
         if not found:
-            raise ValueError(f"replay_dirs: no shard_*.npz in {extra}")
+            raise ValueError(f"replay_dirs: no shards match {extra}")
         train_shards += found
     val_shards = sorted(Path(cfg.val_dir).glob(f"shard_{cfg.val_seed}_*.npz"))
     gen_time = time.time() - t0
