@@ -158,9 +158,17 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(loader)
     warmup = max(1, total_steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 2%
-        opt, lambda step: min(1.0, (step + 1) / warmup) * (
-            0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))))
+    clock = {"elapsed": 0.0}  # training seconds so far, so a time budget anneals fully too
+
+    def lr_factor(step: int) -> float:
+        """Linear warm-up, then cosine decay to 2% by the last step or the time budget."""
+        progress = step / total_steps
+        if cfg.time_budget_s:
+            progress = max(progress, clock["elapsed"] / cfg.time_budget_s)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * cosine)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     ckpt_path = out / "checkpoint.pt"
     start_epoch, history = 0, []
     if ckpt_path.exists():
@@ -183,6 +191,7 @@ def train(cfg: TrainConfig) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
+            clock["elapsed"] = train_time + time.time() - t_epoch
             sched.step()
             losses.append(loss.item())
             if len(losses) % 50 == 0:
