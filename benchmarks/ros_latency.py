@@ -1,0 +1,143 @@
+"""Observation published -> action received, through real DDS on loopback, at a fixed rate.
+
+Starts rlfm_agent_node in its own process (256 states: 2 dimensions x 16 bins, 4 actions),
+drives it through configure/activate from a client node, then publishes one observation per
+tick and the reward after each action, as a robot would, and times each observation until
+its action arrives. The policy refreshes in the background while it runs.
+
+    python benchmarks/ros_latency.py [--messages 2000] [--rate-hz 100] [--backends planning torch]
+    python benchmarks/ros_latency.py --record   # also writes its section of BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG_SRC = ROOT / "ros2_ws" / "src" / "rlfm_edge_ros"
+QUICK_MODEL = ROOT / "runs" / "quick" / "model"
+
+
+def measure(backend: str, messages: int, rate_hz: float, model: Path | None, context) -> dict:
+    from rlfm_edge_ros.client import AgentClient
+
+    params = [f"backend:={backend}", "observation_dim:=2", "bins_per_dimension:=16", "n_actions:=4",
+              f"control_rate_hz:={rate_hz}", "horizon:=20", "save_period_s:=0.0",
+              f"statistics_path:=/tmp/rlfm_ros_latency_{os.getpid()}_{backend}.npz"]
+    if model is not None:
+        params.append(f"model_file_path:={model}")
+    args = [sys.executable, "-m", "rlfm_edge_ros.agent_node", "--ros-args", "-r", "__node:=rlfm_bench"]
+    for p in params:
+        args += ["-p", p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = AgentClient(context, agent="/rlfm_bench", name="rlfm_bench_client")
+    try:
+        state = None
+        for _ in range(60):
+            try:
+                state = client.get_state(timeout=1.0)
+                break
+            except TimeoutError:
+                continue
+        if state != "unconfigured" or not client.change_state("configure", timeout=120):
+            raise RuntimeError(f"the {backend} agent did not configure")
+        client.wait_connected()
+        client.change_state("activate")
+        rng = np.random.default_rng(0)
+        period = 1.0 / rate_hz
+        latencies, lost = [], 0
+        next_tick = time.perf_counter()
+        for i in range(messages + 50):  # the first 50 warm up
+            obs = rng.uniform(-1.0, 1.0, 2)
+            before = len(client.actions)
+            t0 = time.perf_counter()
+            client.publish_observation(obs)
+            if client.spin_until(lambda b=before: len(client.actions) > b, 1.0):
+                if i >= 50:
+                    latencies.append(client.actions[-1][0] - t0)
+            else:
+                lost += 1
+            client.publish_reward(float(rng.random()))
+            if i % 50 == 49:
+                client.publish_episode_end()
+            next_tick += period
+            client.spin_until(lambda t=next_tick: time.perf_counter() >= t, period)
+        diag = client.latest_diagnostics(timeout=3.0) or {}
+        client.change_state("shutdown")
+        proc.wait(15)
+    finally:
+        client.destroy()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+    lat = np.asarray(latencies) * 1e3
+    return {"backend": backend, "n": lat.size, "lost": lost, "median_ms": float(np.median(lat)),
+            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+            "refreshes": diag.get("refreshes", "?"), "late_refreshes": diag.get("late_refreshes", "?"),
+            "refresh_ms": diag.get("last_refresh_latency_ms", "?")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rate-hz", type=float, default=100.0)
+    parser.add_argument("--backends", nargs="+", default=["planning", "torch"])
+    parser.add_argument("--record", action="store_true", help="write the section of BENCHMARKS.md")
+    args = parser.parse_args()
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 40))
+    sys.path.insert(0, str(PKG_SRC))
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    load_before = os.getloadavg()[0]
+    rows = []
+    try:
+        for backend in args.backends:
+            model = None
+            if backend == "torch":
+                if not (QUICK_MODEL / "manifest.json").exists():
+                    print(f"skipping torch: no model at {QUICK_MODEL}")
+                    continue
+                model = QUICK_MODEL
+            rows.append(measure(backend, args.messages, args.rate_hz, model, context))
+            print(rows[-1], flush=True)
+    finally:
+        rclpy.shutdown(context=context)
+    load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    lines = [f"Loopback DDS (Fast DDS, rclpy Jazzy wheels), {args.rate_hz:g} Hz, 256 states x 4 actions, "
+             f"{platform.processor() or platform.machine()} with {os.cpu_count()} cores shared with other "
+             f"jobs (1-min load average {load}).", "",
+             "| backend | messages | lost | median ms | p99 ms | max ms | refreshes (late) "
+             "| last refresh ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backend']}{' (runs/quick model)' if r['backend'] == 'torch' else ''} | "
+                     f"{r['n']} | {r['lost']} | {r['median_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['max_ms']:.2f} | {r['refreshes']} ({r['late_refreshes']}) | {r['refresh_ms']} |")
+    body = "\n".join(lines)
+    print(body)
+    if args.record:
+        from rlfm_edge.bench.report import record_section
+
+        command = "python benchmarks/ros_latency.py " + " ".join(sys.argv[1:])
+        record_section(ROOT / "BENCHMARKS.md", "ROS 2 node latency: observation -> action",
+                       command.strip(), body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,324 @@
+"""The rlfm_agent lifecycle node through real rclpy and real DDS on loopback.
+
+Each test starts the node in its own process (``python -m rlfm_edge_ros.agent_node``) and
+drives it from a test node with lifecycle_msgs service calls, as a launch system would.
+DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed: pip install the `ros` extra")
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG_SRC = ROOT / "ros2_ws" / "src" / "rlfm_edge_ros"
+QUICK_MODEL = ROOT / "runs" / "quick" / "model"
+if str(PKG_SRC) not in sys.path:
+    sys.path.insert(0, str(PKG_SRC))
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rlfm_edge_ros.client import AgentClient  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from rlfm_edge.stats import CountStats  # noqa: E402
+
+NO_ACTION_WAIT_S = 0.5  # valid observations are answered in milliseconds
+
+
+@pytest.fixture(scope="module")
+def ros_context():
+    """DDS on loopback in a domain of this module's own, set before rclpy starts."""
+    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")}
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 40)
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def start_agent(ros_context, tmp_path, request):
+    """Start the node as its own process; returns (client, process, ROS_HOME)."""
+    procs, clients = [], []
+    ros_home = tmp_path / "ros_home"
+
+    def start(*params: str, joint_state: bool = False):
+        name = f"rlfm_agent_{request.node.name[:40]}".replace("[", "_").replace("]", "_")
+        args = [sys.executable, "-m", "rlfm_edge_ros.agent_node", "--ros-args",
+                "-r", f"__node:={name}", "-p", "diagnostics_period_s:=0.2"]
+        for p in params:
+            args += ["-p", p]
+        env = {**os.environ, "ROS_HOME": str(ros_home),
+               "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+        log = open(tmp_path / "node.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+        client = AgentClient(ros_context, agent=f"/{name}", name=f"test_client_{len(clients)}",
+                             joint_state=joint_state)
+        clients.append(client)
+        assert _wait_up(client, proc) == "unconfigured", _log(tmp_path)
+        return client, proc, ros_home
+
+    yield start
+    for client in clients:
+        client.destroy()
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def _wait_up(client: AgentClient, proc: subprocess.Popen, timeout: float = 30.0) -> str | None:
+    """The node's lifecycle state once it answers; None if the process died first."""
+    for _ in range(int(timeout)):
+        if proc.poll() is not None:
+            return None
+        try:
+            return client.get_state(timeout=1.0)
+        except TimeoutError:
+            continue
+    return None
+
+
+def _log(tmp_path: Path) -> str:
+    return (tmp_path / "node.log").read_text()
+
+
+def _bring_up(client: AgentClient) -> None:
+    assert client.change_state("configure")
+    assert client.get_state() == "inactive"
+    assert client.wait_connected()
+    assert client.change_state("activate")
+    assert client.get_state() == "active"
+
+
+def _episode(client: AgentClient, n_steps: int, n_actions: int) -> list[int]:
+    """One episode: first observation without reward, then (reward, observation) pairs."""
+    actions = []
+    for t in range(n_steps):
+        a = client.step([(t % 7) / 7.0 - 0.5, 0.3], reward=None if t == 0 else 1.0 - 0.1 * t)
+        assert a is not None and 0 <= a < n_actions, f"step {t}: action {a}"
+        actions.append(a)
+    client.publish_episode_end()
+    return actions
+
+
+def test_node_answers_each_observation_once_runs_its_services_and_saves_on_deactivate(start_agent):
+    table = [0.0, 0.0, 0.5, -0.5, 1.0, 0.25]
+    client, proc, ros_home = start_agent(
+        "backend:=planning", "observation_dim:=2", "n_actions:=3", "action_command_dim:=2",
+        f"action_command_table:={table}")
+    _bring_up(client)
+    actions = [a for _ in range(3) for a in _episode(client, 10, 3)]
+    client.spin_until(lambda: False, NO_ACTION_WAIT_S)
+    assert [a for _, a in client.actions] == actions  # exactly one action per observation
+    assert client.commands and len(client.commands) == len(actions)
+    assert [pytest.approx(c) for c in client.commands] == [table[2 * a: 2 * a + 2] for a in actions]
+
+    diag = client.latest_diagnostics(lambda d: d.get("episodes") == "3")
+    assert diag is not None
+    assert diag["state"] == "active" and diag["backend"] == "planning"
+    assert diag["transitions"] == "27" and diag["steps"] == "30"
+    assert int(diag["visited_states"]) >= 2 and diag["dropped_observations"] == "0"
+    assert diag["model_version"] and float(diag["loop_rate_hz"]) >= 0
+    assert {"deadline_misses", "n_states", "last_refresh_latency_ms"} <= set(diag)
+
+    saved = ros_home / "rlfm_edge" / f"{client.agent[1:]}_statistics.npz"  # default path, created
+    response = client.trigger("save_statistics")
+    assert response.success, response.message
+    assert CountStats.load(saved).n_transitions == 27
+    assert client.trigger("reset_statistics").success
+    assert client.latest_diagnostics(lambda d: d.get("transitions") == "0") is not None
+    response = client.trigger("load_statistics")
+    assert response.success and "27 transitions" in response.message
+    assert client.latest_diagnostics(lambda d: d.get("transitions") == "27") is not None
+
+    _episode(client, 5, 3)
+    assert client.change_state("deactivate")
+    assert CountStats.load(saved).n_transitions == 31
+    before = len(client.actions)
+    client.publish_observation([0.1, 0.1])  # inactive: not answered
+    client.spin_until(lambda: False, NO_ACTION_WAIT_S)
+    assert len(client.actions) == before
+    assert client.change_state("cleanup")
+    assert client.get_state() == "unconfigured"
+    assert not client.trigger("save_statistics").success  # nothing to save once released
+    assert client.change_state("shutdown")
+    assert proc.wait(15) == 0
+
+
+def test_malformed_input_is_dropped_counted_and_reported_while_the_node_keeps_acting(start_agent,
+                                                                                      tmp_path):
+    stats_file = tmp_path / "stats" / "agent.npz"
+    client, proc, _ = start_agent("backend:=planning", "observation_dim:=2",
+                                  f"statistics_path:={stats_file}")
+    _bring_up(client)
+    client.publish_reward(1.0)  # before any observation: refers to no action
+    assert client.step([0.0, 0.0]) is not None
+    for bad in ([0.1], [0.1, 0.2, 0.3], [float("nan"), 0.0], [0.0, float("inf")]):
+        assert client.step(bad, timeout=NO_ACTION_WAIT_S) is None, bad
+    client.publish_reward(float("nan"))
+    assert client.step([0.5, 0.5], reward=0.5) is not None  # the node still acts
+    assert client.step([0.2, 0.2]) is not None  # its reward never comes: answered after the wait
+
+    diag = client.latest_diagnostics(lambda d: d.get("steps") == "3")
+    assert diag is not None, _log(tmp_path)
+    assert diag["state"] == "active"
+    assert diag["dropped_observations"] == "4" and diag["dropped_rewards"] == "2"
+    assert diag["transitions"] == "1"  # the valid reward closed the first action's transition
+    assert diag["missing_rewards"] == "1"
+    assert diag["_level"] == 1 and "dropping input" in diag["_message"]
+    assert "no reward for the previous action" in diag["last_drop_reason"]
+    assert "reward with no action before it" in _log(tmp_path)
+
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: saves and exits cleanly
+    assert proc.wait(15) == 0
+    assert CountStats.load(stats_file).n_transitions == 1
+
+
+def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_path):
+    client, proc, _ = start_agent("backend:=torch", "model_file_path:=/nonexistent/model",
+                                  "observation_dim:=2")
+    assert not client.change_state("configure")
+    assert client.get_state() == "unconfigured"
+    diag = client.latest_diagnostics(lambda d: d["last_error"] != "")
+    assert diag["_level"] == 2 and "model_file_path" in diag["last_error"]
+    assert "/nonexistent/model" in diag["last_error"]
+
+    missing = tmp_path / "missing.npz"
+    assert all(ok for ok, _ in client.set_parameters(
+        backend="planning", statistics_path=str(missing), require_statistics_file=True))
+    assert not client.change_state("configure")
+    assert client.latest_diagnostics(lambda d: "missing.npz" in d["last_error"]) is not None
+
+    CountStats(5, 2).save(missing)  # statistics of another robot: wrong shape
+    assert not client.change_state("configure")
+    assert client.latest_diagnostics(lambda d: "S=5" in d["last_error"]) is not None
+
+    discretizer = PKG_SRC / "config" / "discretizer.yaml"
+    assert all(ok for ok, _ in client.set_parameters(
+        statistics_path=str(tmp_path / "fresh.npz"), require_statistics_file=False,
+        discretizer_config=str(discretizer), observation_dim=3))
+    assert not client.change_state("configure")
+    assert client.latest_diagnostics(lambda d: "observation_dim" in d["last_error"]) is not None
+
+    assert all(ok for ok, _ in client.set_parameters(observation_dim=2))
+    assert client.change_state("configure")
+    assert client.latest_diagnostics(lambda d: d["last_error"] == "" and d["n_states"] == "256")
+    assert proc.poll() is None
+
+
+def test_invalid_parameters_are_rejected_at_set_time_with_the_reason(start_agent):
+    client, _, _ = start_agent("backend:=planning")
+    results = client.set_parameters(backend="cuda", precision="int4", temperature=0.0,
+                                    control_rate_hz=-5.0, observation_dim=0,
+                                    joint_state_fields=["position", "torque"],
+                                    action_command_table=[0.0, float("nan")],
+                                    observation_reliability="sometimes")
+    for (ok, reason), word in zip(results, ("backend", "precision", "temperature", "control_rate_hz",
+                                            "observation_dim", "joint_state_fields",
+                                            "action_command_table", "observation_reliability"),
+                                  strict=True):
+        assert not ok and reason, word
+        assert word in reason or "range" in reason, reason
+    ok, reason = client.set_parameters(horizon="long")[0]
+    assert not ok and "type" in reason.lower()
+    assert client.set_parameters(temperature=0.5, action_mode="greedy") == [(True, ""), (True, "")]
+    assert client.change_state("configure")  # the rejected values never took effect
+
+
+def test_joint_state_observations_concatenate_the_selected_fields(start_agent):
+    client, _, _ = start_agent("backend:=planning", "observation_type:=joint_state",
+                               "observation_dim:=4", "joint_state_fields:=[position, velocity]",
+                               joint_state=True)
+    _bring_up(client)
+    assert client.step(JointState(position=[0.1, 0.2], velocity=[0.0, -0.3])) is not None
+    assert client.step(JointState(position=[0.1, 0.2]), reward=1.0, timeout=NO_ACTION_WAIT_S) is None
+    assert client.step(JointState(position=[0.3, 0.2], velocity=[0.5, 0.5]), reward=1.0) is not None
+    diag = client.latest_diagnostics(lambda d: d.get("steps") == "2")
+    assert diag["dropped_observations"] == "1" and diag["transitions"] == "1"
+
+
+@pytest.mark.skipif(not (QUICK_MODEL / "manifest.json").exists(),
+                    reason=f"no trained model at {QUICK_MODEL} (train with the quick config first)")
+def test_torch_backend_serves_a_trained_model(start_agent):
+    pytest.importorskip("torch", reason="torch is not installed (the `train` extra)")
+    client, _, _ = start_agent("backend:=torch", f"model_file_path:={QUICK_MODEL}",
+                               "observation_dim:=2", "bins_per_dimension:=16", "n_actions:=4")
+    _bring_up(client)
+    _episode(client, 10, 4)
+    diag = client.latest_diagnostics(lambda d: d.get("steps") == "10" and d.get("refreshes") != "0")
+    assert diag is not None
+    assert diag["backend"] == "torch" and diag["n_states"] == "256"
+    assert diag["model_version"].startswith("model@") and diag["refresh_failures"] == "0"
+
+
+def test_serial_bridge_answers_robot_frames_through_the_agent_node(start_agent, tmp_path):
+    pytest.importorskip("serial", reason="pyserial is not installed (the `serial` extra)")
+    from rlfm_edge.serial import Action, FrameDecoder, Observation, encode_frame
+
+    client, _, _ = start_agent("backend:=planning", "observation_dim:=2")
+    _bring_up(client)
+    robot, device = os.openpty()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "rlfm_edge_ros.serial_bridge", "--ros-args",
+         "-p", f"port:={os.ttyname(device)}", "-p", f"agent:={client.agent}", "-p", "observation_dim:=2"],
+        env=env, stdout=open(tmp_path / "bridge.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    decoder = FrameDecoder()
+
+    def exchange(seq: int, obs, reward=0.0, episode_end=False, timeout=10.0) -> Action | None:
+        os.write(robot, encode_frame(Observation(tuple(obs), reward, episode_end=episode_end, seq=seq)))
+        answers = []
+        client.spin_until(lambda: _read_frames(robot, decoder, answers), timeout)
+        return next((m for m in answers if isinstance(m, Action)), None)
+
+    try:
+        n = client.node
+        assert client.spin_until(lambda: n.count_subscribers(f"{client.agent}/action") > 1
+                                 and n.count_publishers(f"{client.agent}/observation") > 1
+                                 and n.count_publishers(f"{client.agent}/episode_end") > 1, 30)
+        heard: list = []  # the bridge's first HEARTBEAT: its port is open
+        assert client.spin_until(lambda: _read_frames(robot, decoder, heard, "Heartbeat"), 30)
+        client.spin_until(lambda: False, 0.5)  # the agent's side of the matching
+        answers = [exchange(seq, [0.1 * seq, -0.2], reward=0.5, episode_end=seq == 4) for seq in range(5)]
+        assert [a.ack_seq for a in answers] == list(range(5))
+        assert all(0 <= a.action < 4 for a in answers[:4]) and answers[4].action == -1
+        assert exchange(5, [0.0, 0.0]).ack_seq == 5  # the next episode
+        diag = client.latest_diagnostics(lambda d: d.get("steps") == "6" and d.get("episodes") == "1")
+        assert diag is not None, (tmp_path / "bridge.log").read_text()
+        assert diag["transitions"] == "4" and diag["dropped_rewards"] == "0"
+        assert diag["missing_rewards"] == "0"
+    finally:
+        bridge.send_signal(signal.SIGINT)
+        bridge.wait(10)
+        os.close(robot)
+        os.close(device)
+
+
+def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:
+    """Append the frames readable now from ``fd``; True once one of type ``kind`` came."""
+    import select
+
+    while select.select([fd], [], [], 0)[0]:
+        out.extend(decoder.feed(os.read(fd, 4096)))
+    return any(type(m).__name__ == kind for m in out)
