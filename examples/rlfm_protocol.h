@@ -10,14 +10,18 @@
  *
  *   OBSERVATION 0x01 robot->host: n:u16 | obs:f32[n] | reward:f32 | flags:u8
  *                                flags bit0 EPISODE_END, bit1 RESET (reward ignored,
- *                                host restarts its sequence check at this seq)
+ *                                host restarts its sequence check at this seq),
+ *                                bit2 TERMINAL (with EPISODE_END: the episode ended in an
+ *                                absorbing state, e.g. the robot fell), bit3 REPEAT (the
+ *                                previous OBSERVATION got no ACTION; same content, new seq)
  *   ACTION      0x02 host->robot: ack_seq:u16 (seq of the OBSERVATION answered) | action:i32
  *   HEARTBEAT   0x03 both ways:   uptime_ms:u32
  *   ERROR       0x04 both ways:   code:u8 | ref_seq:u16 | text:utf-8 (rest of payload)
  *
  * Each sender numbers its frames 0,1,2,... (mod 65536) across all types. The host answers
- * every valid OBSERVATION with one ACTION (ack_seq = that observation's seq), or with an
- * ERROR code 2 (invalid observation) when it rejects it. Payloads are at most
+ * every valid OBSERVATION with one ACTION (ack_seq = that observation's seq; action -1
+ * answers an EPISODE_END observation: reset the robot), or with an ERROR code 2 (invalid
+ * observation) when it rejects it. Payloads are at most
  * RLFM_MAX_PAYLOAD bytes.
  */
 #ifndef RLFM_PROTOCOL_H
@@ -34,7 +38,7 @@
 #define RLFM_MAX_FRAME (RLFM_MAX_PAYLOAD + 2 + (RLFM_MAX_PAYLOAD + 2) / 254 + 2)
 
 enum rlfm_type { RLFM_OBSERVATION = 1, RLFM_ACTION = 2, RLFM_HEARTBEAT = 3, RLFM_ERROR = 4 };
-enum rlfm_flags { RLFM_EPISODE_END = 1, RLFM_RESET = 2 };
+enum rlfm_flags { RLFM_EPISODE_END = 1, RLFM_RESET = 2, RLFM_TERMINAL = 4, RLFM_REPEAT = 8 };
 enum rlfm_error_code { RLFM_ERR_BAD_FRAME = 1, RLFM_ERR_INVALID_OBSERVATION = 2,
                        RLFM_ERR_INTERNAL = 3 };
 

@@ -143,10 +143,16 @@ def read_steps(path: str | os.PathLike) -> Iterator[StepRecord]:
 
 
 def read_observations(path: str | os.PathLike) -> np.ndarray:
-    """All observations (N, D) of a log, for fitting discretizer bins."""
-    rows = [r.observation for r in read_steps(path)]
+    """All observations (N, D) of a log, for fitting discretizer bins.
+
+    Records without an observation (the terminal state's bookkeeping) are skipped.
+    """
+    rows = [r.observation for r in read_steps(path) if r.observation.size]
     if not rows:
-        raise ValueError(f"{path}: the log holds no steps")
+        raise ValueError(f"{path}: the log holds no observations")
+    if len({r.size for r in rows}) > 1:
+        raise ValueError(f"{path}: observations of different lengths "
+                         f"{sorted({r.size for r in rows})}; one log per robot")
     return np.stack(rows)
 
 

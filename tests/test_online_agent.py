@@ -278,3 +278,55 @@ def test_configuration_errors_name_the_argument():
         OnlineAgent(_disc(), PlanningEngine(max_states=2), horizon=5, n_actions=2)
     with pytest.raises(ModelLimitError):
         OnlineAgent(_disc(), PlanningEngine(max_actions=2), horizon=5, n_actions=3)
+
+
+def test_terminated_episode_enters_an_absorbing_terminal_state(tmp_path):
+    disc = _disc()
+    log = TransitionLogger(tmp_path / "run.mcap", disc.n_states + 1, 2, horizon=5)
+    agent = OnlineAgent(disc, PlanningEngine(), horizon=5, n_actions=2, terminal_state=True,
+                        transition_log=log)
+    assert agent.n_states == 5 and agent.terminal_index == 4
+    agent.step(_obs(0), None)
+    a = agent.step(_obs(3), 1.0)
+    agent.terminate(0.5, observation=[2.0])
+    stats = agent.stats
+    assert stats.n_sas[3, a, 4] == 1 and stats.R_hat()[3, a] == 0.5
+    assert stats.n_sas[4, :, 4].tolist() == [1, 1] and stats.R_hat()[4].tolist() == [0.0, 0.0]
+    assert agent.counters.episodes == 1 and agent.counters.transitions == 2
+    agent.step(_obs(1), 7.0)  # a new episode: its first reward is ignored
+    assert agent.stats.n_transitions == 4
+    agent.close()
+    assert read_statistics(tmp_path / "run.mcap") == agent.stats
+
+
+def test_planner_learns_to_avoid_the_terminal_state():
+    """Action 0 ends the episode by failure; action 1 carries on. Rewards are 1 either way."""
+    with OnlineAgent(_disc(), PlanningEngine(bonus_scale=0.05), horizon=10, n_actions=2,
+                     mode="greedy", terminal_state=True, refresh_every=5) as agent:
+        rng = np.random.default_rng(0)
+        agent.end_episode()
+        for _ in range(60):
+            a = agent.step(_obs(int(rng.integers(4))), None)
+            for _ in range(10):
+                if a == 0:
+                    agent.terminate(1.0)
+                    break
+                a = agent.step(_obs(int(rng.integers(4))), 1.0)
+            else:
+                agent.end_episode()
+        assert agent.wait_refreshed(agent.request_refresh(), timeout=10)
+        assert _greedy_actions(agent) == [1, 1, 1, 1]
+
+
+def test_terminate_needs_a_terminal_state_and_a_finite_reward():
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2) as agent, \
+            pytest.raises(ValueError, match="terminal_state=True"):
+        agent.terminate(1.0)
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2,
+                     terminal_state=True) as agent:
+        agent.step(_obs(0), None)
+        with pytest.raises(InvalidObservation):
+            agent.terminate(np.nan)
+    with pytest.raises(ModelLimitError):
+        OnlineAgent(_disc(), PlanningEngine(max_states=4), horizon=5, n_actions=2,
+                    terminal_state=True)

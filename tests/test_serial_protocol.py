@@ -112,6 +112,13 @@ def test_duplicate_and_out_of_order_sequence_numbers_are_dropped():
     assert dec.counters.out_of_order == 2
 
 
+@pytest.mark.parametrize("flags", [dict(episode_end=True, terminal=True), dict(repeat=True),
+                                   dict(reset=True, repeat=True), dict(episode_end=True)])
+def test_observation_flags_survive_the_round_trip(flags):
+    obs = Observation((0.5, -2.0), 1.0, seq=3, **flags)
+    assert FrameDecoder().feed(encode_frame(obs)) == [obs]
+
+
 def test_sequence_numbers_wrap_around():
     dec = FrameDecoder()
     out = dec.feed(b"".join(encode_frame(Heartbeat(0, seq=s)) for s in (0xFFFE, 0xFFFF, 0, 1)))
@@ -144,7 +151,7 @@ C_CHECK = r"""
 int main(void) {
   uint8_t out[RLFM_MAX_FRAME];
   float obs[2] = {1.0f, 2.5f};
-  size_t n = rlfm_encode_observation(7, obs, 2, 0.5f, RLFM_EPISODE_END, out);
+  size_t n = rlfm_encode_observation(7, obs, 2, 0.5f, RLFM_EPISODE_END | RLFM_TERMINAL, out);
   for (size_t i = 0; i < n; i++) printf("%02x", out[i]);
   printf("\n");
   n = rlfm_encode_heartbeat(300, 123456, out);
@@ -179,6 +186,7 @@ def test_reference_c_header_speaks_the_same_bytes(tmp_path):
     action = encode_frame(Action(ack_seq=513, action=-2, seq=9)).hex()
     lines = subprocess.run([str(tmp_path / "check")], input=action, capture_output=True,
                            text=True, check=True).stdout.split("\n")
-    assert lines[0] == encode_frame(Observation((1.0, 2.5), 0.5, True, False, seq=7)).hex()
+    assert lines[0] == encode_frame(Observation((1.0, 2.5), 0.5, True, False, seq=7,
+                                                terminal=True)).hex()
     assert lines[1] == encode_frame(Heartbeat(123456, seq=300)).hex()
     assert lines[2] == "1 513 -2"

@@ -2,5 +2,8 @@
 
 from rlfm_edge.runtime.online_agent import AgentCounters, InvalidObservation, OnlineAgent
 from rlfm_edge.runtime.persistence import StatsPersistence
+from rlfm_edge.runtime.robot_config import RobotConfig
+from rlfm_edge.runtime.serial_loop import EpisodeRecord, RandomActor, SerialAgentLoop
 
-__all__ = ["AgentCounters", "InvalidObservation", "OnlineAgent", "StatsPersistence"]
+__all__ = ["AgentCounters", "EpisodeRecord", "InvalidObservation", "OnlineAgent", "RandomActor",
+           "RobotConfig", "SerialAgentLoop", "StatsPersistence"]

@@ -19,6 +19,13 @@ is what the statistics need; give a stop/no-op action where a random one is unsa
 
 Rewards: the reward passed with an observation is the one earned by the previous action.
 At an episode's first step there is no previous action, and the reward is ignored.
+
+Episodes that end by failure (a pole falls, a robot tips over) must look different from
+episodes that simply stop, or the counts cannot tell falling from carrying on. With
+``terminal_state=True`` the agent has one extra state, index ``discretizer.n_states``:
+``terminate(reward)`` records the last transition as entering it, plus one zero-reward
+self-loop per action, so the statistics say the state is absorbing and worth nothing (an
+untried state would look promising to an optimistic planner or to the model).
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ class OnlineAgent:
         refresh_every: request a refresh after this many new transitions.
         deadline_s: the control tick; slower refreshes and steps are counted.
         safe_action: action before the first good policy; None = uniform random.
+        terminal_state: add the absorbing terminal state that ``terminate`` enters.
         stats: initial statistics; else loaded through ``persistence``, else empty.
         persistence: periodic and final saving; ``transition_log``: MCAP step logger,
             owned (closed) by the agent.
@@ -101,7 +109,8 @@ class OnlineAgent:
                  n_actions: int, *, mode: str = "sample", temperature: float = 1.0,
                  refresh_every: int = 10, refresh_on_new_pair: bool = True,
                  refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
-                 safe_action: int | None = None, seed: int | np.random.Generator = 0,
+                 safe_action: int | None = None, terminal_state: bool = False,
+                 seed: int | np.random.Generator = 0,
                  stats: CountStats | None = None, persistence: StatsPersistence | None = None,
                  transition_log: TransitionLogger | None = None) -> None:
         if mode not in MODES:
@@ -117,8 +126,8 @@ class OnlineAgent:
         if safe_action is not None and not 0 <= safe_action < n_actions:
             raise ValueError(f"safe_action: expected None or an action in [0, {n_actions}), "
                              f"got {safe_action!r}")
-        discretizer.check_fits(engine.max_states)
-        S = discretizer.n_states
+        discretizer.check_fits(engine.max_states - bool(terminal_state))
+        S = discretizer.n_states + bool(terminal_state)
         if stats is None:
             stats = (persistence.load_or_new(S, n_actions) if persistence is not None
                      else CountStats(S, n_actions))
@@ -129,6 +138,9 @@ class OnlineAgent:
 
         self.discretizer = discretizer
         self.engine = engine
+        self.n_states = S
+        # index of the absorbing terminal state, None without one
+        self.terminal_index: int | None = discretizer.n_states if terminal_state else None
         self.horizon = int(horizon)
         self.n_actions = int(n_actions)
         self.mode = mode
@@ -234,6 +246,34 @@ class OnlineAgent:
         if self.refresh_on_episode_end:
             self.request_refresh()
 
+    def terminate(self, reward: float, observation=None) -> None:
+        """End the episode in the absorbing terminal state; ``reward`` is the last action's.
+
+        ``observation`` (optional, only logged) is what the robot saw as it ended. Raises
+        InvalidObservation for a non-finite reward, ValueError without ``terminal_state``.
+        """
+        T = self.terminal_index
+        if T is None:
+            raise ValueError("terminate: this agent has no terminal state; construct it with "
+                             "terminal_state=True")
+        reward = float(reward)
+        if not math.isfinite(reward):
+            self._c.rejected_observations += 1
+            raise InvalidObservation(f"reward: must be finite, got {reward}")
+        prev = self._prev
+        if prev is not None:
+            obs = (np.array(observation, np.float32).ravel()
+                   if self.transition_log is not None and observation is not None
+                   else np.zeros(0, np.float32))
+            self.stats.update(prev[0], prev[1], reward, T)
+            self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0))
+            for a in range(self.n_actions):
+                self.stats.update(T, a, 0.0, T)
+                self._queue.append((self._episode, self._c.steps, np.zeros(0, np.float32), T, -1,
+                                    0.0, (T, a), 0))
+            self._c.transitions += 1
+        self.end_episode()
+
     def reset_statistics(self) -> None:
         """Forget all experience; the current policy stays until the next refresh."""
         self.stats.reset()
@@ -267,6 +307,10 @@ class OnlineAgent:
         with self._done:
             return self._done.wait_for(lambda: self._done_gen >= ticket or self._stopping,
                                        timeout) and self._done_gen >= ticket
+
+    @property
+    def has_terminal_state(self) -> bool:
+        return self.terminal_index is not None
 
     @property
     def has_policy(self) -> bool:

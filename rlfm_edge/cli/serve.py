@@ -1,0 +1,96 @@
+"""`rlfm-edge serve`: the agent against a robot over a serial port (protocol in the README).
+
+Runs until Ctrl-C (or --episodes / --duration); the statistics are saved periodically and
+at exit, so the next start carries on from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto",
+                   help="inference backend: auto, torch, onnxruntime, tensorrt, or planning "
+                   "(model-free optimistic planning on the counts)")
+    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (backend permitting)")
+    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+
+
+def engine_from_args(args: argparse.Namespace):
+    from rlfm_edge.inference import make_engine
+
+    if args.backend == "planning":
+        if args.model is not None:
+            raise ValueError("--model: the planning backend uses no model")
+        return make_engine("planning")
+    return make_engine(args.backend, model=args.model, precision=args.precision)
+
+
+def positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a value > 0, got {text}")
+        return value
+    return parse
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rlfm_edge.runtime import RobotConfig, SerialAgentLoop
+    from rlfm_edge.serial.link import SerialLink
+
+    config = RobotConfig.load(args.config)
+    if args.stats is not None:
+        config.stats_path = Path(args.stats)
+    if args.log is not None:
+        config.log_path = Path(args.log)
+    engine = engine_from_args(args)
+    agent = config.make_agent(engine)
+    print(f"serving {agent!r} on {args.port} at {args.baud} baud; S={agent.n_states} "
+          f"(terminal state: {agent.has_terminal_state}), horizon {config.horizon}; Ctrl-C stops")
+
+    def report(ep) -> None:
+        c = agent.counters
+        log.info("episode %d: return %.2f in %d steps%s; %d transitions, %d refreshes",
+                 ep.index, ep.ret, ep.steps, " (terminated)" if ep.terminated else
+                 " (cut by a robot reset)" if ep.cut else "", c.transitions, c.refreshes)
+
+    link = SerialLink(args.port, args.baud)
+    loop = SerialAgentLoop(link, agent, on_episode=report)
+    stop = threading.Event()
+    try:
+        loop.run(max_episodes=args.episodes, duration_s=args.duration, stop=stop)
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        link.close()
+        agent.close()
+    c, lc, dc = agent.counters, loop.counters, link.decoder.counters
+    print(f"{lc.episodes} episodes, {c.transitions} transitions, {c.refreshes} refreshes "
+          f"({c.late_refreshes} late, {c.refresh_failures} failed); {lc.invalid_observations} "
+          f"invalid observations, {lc.repeats_answered} repeats answered, {dc.dropped} frames "
+          f"dropped, {link.counters.disconnects} disconnects; statistics saved {c.saves} times "
+          f"({c.save_failures} failures)" + (f" to {config.stats_path}" if config.stats_path
+                                             else ""))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the agent against a robot over a serial port",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", required=True, help="serial device (e.g. /dev/ttyUSB0) or pyserial URL")
+    p.add_argument("--baud", type=positive(int), default=115200)
+    p.add_argument("--config", required=True, help="robot YAML (see examples/cartpole_robot.yaml)")
+    add_engine_options(p)
+    p.add_argument("--stats", default=None, help="statistics file (overrides the config)")
+    p.add_argument("--log", default=None, help="MCAP transition log (overrides the config)")
+    p.add_argument("--episodes", type=positive(int), default=None,
+                   help="stop after this many complete episodes")
+    p.add_argument("--duration", type=positive(float), default=None, help="stop after seconds")
+    p.set_defaults(func=cmd_serve)

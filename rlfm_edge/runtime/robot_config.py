@@ -1,0 +1,186 @@
+"""robot.yaml: everything `rlfm-edge serve` needs to know about one robot, validated up front.
+
+A bad field fails at load time with the file and field named, not minutes into a run.
+
+```yaml
+version: 1
+discretizer: {dimensions: [{name: pole_angle, low: -0.21, high: 0.21, bins: 6}, ...]}
+n_actions: 2
+horizon: 40            # the horizon given to the model (trained on 5..60)
+terminal_state: true   # episodes can end by failure (an absorbing state)
+mode: sample           # or greedy
+temperature: 1.0
+refresh_every: 10
+control_period_s: 0.01 # the robot's tick: refreshes/steps slower than this are counted
+safe_action: null      # action before the first policy; null = uniform random
+seed: 0
+statistics: {path: stats/robot.npz, save_every_s: 30, save_every_steps: null}  # or null
+log: null              # MCAP transition log path, or null
+```
+
+Relative paths are relative to the current directory, as on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from rlfm_edge.discretize import Discretizer
+from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.logs import TransitionLogger
+from rlfm_edge.runtime.online_agent import OnlineAgent
+from rlfm_edge.runtime.persistence import StatsPersistence
+
+CONFIG_VERSION = 1
+HORIZON_RANGE = (1, 256)
+_FIELDS = {"version", "discretizer", "n_actions", "horizon", "terminal_state", "mode",
+           "temperature", "refresh_every", "control_period_s", "safe_action", "seed",
+           "statistics", "log"}
+_STATS_FIELDS = {"path", "save_every_s", "save_every_steps"}
+
+
+@dataclass
+class RobotConfig:
+    discretizer: Discretizer
+    n_actions: int
+    horizon: int
+    terminal_state: bool = False
+    mode: str = "sample"
+    temperature: float = 1.0
+    refresh_every: int = 10
+    control_period_s: float = 0.01
+    safe_action: int | None = None
+    seed: int = 0
+    stats_path: Path | None = None
+    save_every_s: float | None = 30.0
+    save_every_steps: int | None = None
+    log_path: Path | None = None
+
+    @property
+    def n_states(self) -> int:
+        """States the model sees: the discretizer's, plus the terminal state if any."""
+        return self.discretizer.n_states + self.terminal_state
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RobotConfig:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{path}: robot config not found") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({exc})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw, source: str = "robot config") -> RobotConfig:
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: expected a mapping of fields, got {type(raw).__name__}")
+        unknown = set(raw) - _FIELDS
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {sorted(unknown)}; expected some of "
+                             f"{sorted(_FIELDS)}")
+        if raw.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+            raise ValueError(f"{source}: version: expected {CONFIG_VERSION}, got "
+                             f"{raw.get('version')!r}")
+        for key in ("discretizer", "n_actions", "horizon"):
+            if key not in raw:
+                raise ValueError(f"{source}: {key}: required field missing")
+        disc = Discretizer.from_config(raw["discretizer"], source=f"{source}: discretizer")
+        cfg = cls(
+            discretizer=disc,
+            n_actions=_int(source, raw, "n_actions", 1),
+            horizon=_int(source, raw, "horizon", HORIZON_RANGE[0]),
+            terminal_state=_bool(source, raw, "terminal_state", False),
+            mode=raw.get("mode", "sample"),
+            temperature=_float(source, raw, "temperature", 1.0),
+            refresh_every=_int(source, raw, "refresh_every", 1, default=10),
+            control_period_s=_float(source, raw, "control_period_s", 0.01),
+            seed=_int(source, raw, "seed", 0, default=0),
+        )
+        if cfg.horizon > HORIZON_RANGE[1]:
+            raise ValueError(f"{source}: horizon: expected at most {HORIZON_RANGE[1]}, got "
+                             f"{cfg.horizon}")
+        if cfg.mode not in ("sample", "greedy"):
+            raise ValueError(f"{source}: mode: expected 'sample' or 'greedy', got {cfg.mode!r}")
+        safe = raw.get("safe_action")
+        if safe is not None:
+            if isinstance(safe, bool) or not isinstance(safe, int) or not 0 <= safe < cfg.n_actions:
+                raise ValueError(f"{source}: safe_action: expected null or an integer in "
+                                 f"[0, {cfg.n_actions}), got {safe!r}")
+            cfg.safe_action = safe
+        stats = raw.get("statistics")
+        if stats is not None:
+            where = f"{source}: statistics"
+            if not isinstance(stats, dict) or "path" not in stats:
+                raise ValueError(f"{where}: expected a mapping with 'path' (or null)")
+            unknown = set(stats) - _STATS_FIELDS
+            if unknown:
+                raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+            cfg.stats_path = _path(where, stats, "path")
+            cfg.save_every_s = _optional_float(where, stats, "save_every_s", 30.0)
+            every = stats.get("save_every_steps")
+            cfg.save_every_steps = None if every is None else _int(where, stats,
+                                                                   "save_every_steps", 1)
+        if raw.get("log") is not None:
+            cfg.log_path = _path(source, raw, "log")
+        return cfg
+
+    def make_agent(self, engine: PolicyEngine) -> OnlineAgent:
+        """The OnlineAgent this config describes, with its persistence and log."""
+        self.discretizer.check_fits(engine.max_states - self.terminal_state)
+        persistence = (StatsPersistence(self.stats_path, every_s=self.save_every_s,
+                                        every_steps=self.save_every_steps)
+                       if self.stats_path is not None else None)
+        logger = (TransitionLogger(self.log_path, self.n_states, self.n_actions, self.horizon,
+                                   yaml.safe_dump(self.discretizer.to_config(), sort_keys=False))
+                  if self.log_path is not None else None)
+        try:
+            return OnlineAgent(self.discretizer, engine, self.horizon, self.n_actions,
+                               mode=self.mode, temperature=self.temperature,
+                               refresh_every=self.refresh_every,
+                               deadline_s=self.control_period_s, safe_action=self.safe_action,
+                               terminal_state=self.terminal_state, seed=self.seed,
+                               persistence=persistence, transition_log=logger)
+        except BaseException:
+            if logger is not None:
+                logger.close()
+            raise
+
+
+def _int(source: str, raw: dict, key: str, minimum: int, default: int | None = None) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{source}: {key}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _float(source: str, raw: dict, key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{source}: {key}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+def _optional_float(source: str, raw: dict, key: str, default: float) -> float | None:
+    if key in raw and raw[key] is None:
+        return None
+    return _float(source, raw, key, default)
+
+
+def _bool(source: str, raw: dict, key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{source}: {key}: expected true or false, got {value!r}")
+    return value
+
+
+def _path(source: str, raw: dict, key: str) -> Path:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{source}: {key}: expected a file path, got {value!r}")
+    return Path(value)

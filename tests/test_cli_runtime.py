@@ -1,0 +1,150 @@
+"""robot.yaml validation and the `demo`, `replay` and `calibrate-bins` commands."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from rlfm_edge import cli
+from rlfm_edge.discretize import Discretizer
+from rlfm_edge.logs import TransitionLogger
+from rlfm_edge.runtime import RobotConfig
+from rlfm_edge.sim_robot import CARTPOLE_CONFIG
+from rlfm_edge.stats import CountStats
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cartpole_robot.yaml"
+
+
+@pytest.fixture(autouse=True)
+def commands(monkeypatch):
+    """The lead registers these in COMMAND_MODULES; make sure they are there for the tests."""
+    names = list(cli.COMMAND_MODULES)
+    names += [m for m in ("serve", "demo", "replay") if m not in names]
+    monkeypatch.setattr(cli, "COMMAND_MODULES", names)
+
+
+def run(argv):
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_example_robot_config_is_the_one_the_demo_simulates():
+    example = RobotConfig.load(EXAMPLE)
+    demo = RobotConfig.from_dict(CARTPOLE_CONFIG)
+    assert example.discretizer.to_config() == demo.discretizer.to_config()
+    for field in ("n_actions", "horizon", "terminal_state", "mode", "temperature",
+                  "refresh_every", "control_period_s"):
+        assert getattr(example, field) == getattr(demo, field), field
+    assert example.n_states == 109 and str(example.stats_path).endswith("cartpole.npz")
+    assert 5 <= example.horizon <= 60  # the horizons the model was trained on
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_actions": 0}, "n_actions: expected an integer >= 1"),
+    ({"horizon": "long"}, "horizon: expected an integer"),
+    ({"mode": "best"}, "mode: expected 'sample' or 'greedy'"),
+    ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
+    ({"terminal_state": "yes"}, "terminal_state: expected true or false"),
+    ({"temperature": -1}, "temperature: expected a number > 0"),
+    ({"statistics": {"path": "s.npz", "every": 3}}, r"statistics: unknown field\(s\) \['every'\]"),
+    ({"statistics": {"save_every_s": 3}}, "statistics: expected a mapping with 'path'"),
+    ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
+    ({"discretizer": {"dimensions": [{"low": 1, "high": 0, "bins": 2}]}},
+     r"discretizer: dimensions\[0\]: expected finite low < high"),
+])
+def test_robot_config_errors_name_the_file_and_field(tmp_path, change, message):
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw.update(change)
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=message) as info:
+        RobotConfig.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_robot_config_requires_the_sizes(tmp_path):
+    path = tmp_path / "robot.yaml"
+    path.write_text("discretizer: {dimensions: [{low: 0, high: 1, bins: 2}]}\nn_actions: 2\n")
+    with pytest.raises(ValueError, match="horizon: required field missing"):
+        RobotConfig.load(path)
+    with pytest.raises(ValueError, match="robot config not found"):
+        RobotConfig.load(tmp_path / "missing.yaml")
+
+
+def _write_log(path, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    disc = Discretizer.uniform([-1.0, -1.0], [1.0, 1.0], [3, 3], names=["pos", "vel"])
+    disc_yaml = yaml.safe_dump(disc.to_config())
+    live = CountStats(disc.n_states, 2)
+    with TransitionLogger(path, disc.n_states, 2, horizon=20, discretizer_yaml=disc_yaml) as lg:
+        prev = None
+        for t in range(n):
+            obs = rng.normal(0.0, [0.2, 0.5])
+            s, a, r = disc.state(obs), int(rng.integers(2)), float(rng.random())
+            if prev is not None:
+                live.update(prev[0], prev[1], np.float32(r), s)
+            lg.write(0, t, obs, s, a, r, *(prev or (-1, -1)), 1000)
+            prev = (s, a)
+    return live
+
+
+def test_replay_rebuilds_the_statistics_of_a_log(tmp_path, capsys):
+    live = _write_log(tmp_path / "run.mcap")
+    assert run(["replay", str(tmp_path / "run.mcap"), "--out", str(tmp_path / "s.npz")]) == 0
+    assert CountStats.load(tmp_path / "s.npz") == live
+    assert "399 transitions" in capsys.readouterr().out
+
+
+def test_calibrate_bins_fits_quantiles_of_the_recorded_observations(tmp_path):
+    _write_log(tmp_path / "run.mcap")
+    out = tmp_path / "disc.yaml"
+    assert run(["calibrate-bins", str(tmp_path / "run.mcap"), "--bins", "4,2",
+                "--out", str(out)]) == 0
+    disc = Discretizer.load(out)
+    assert disc.bins == (4, 2) and [d.name for d in disc.dimensions] == ["pos", "vel"]
+    assert abs(disc.dimensions[0].edges[1]) < 0.05  # the median of N(0, 0.2)
+    assert abs(disc.dimensions[1].edges[0]) < 0.1
+
+
+def test_calibrate_bins_refuses_more_states_than_the_model_serves(tmp_path, capsys):
+    _write_log(tmp_path / "run.mcap")
+    rc = run(["calibrate-bins", str(tmp_path / "run.mcap"), "--bins", "20",
+              "--max-states", "256", "--out", str(tmp_path / "d.yaml")])
+    assert rc == 2 and "400 states" in capsys.readouterr().err
+
+
+def test_replay_of_a_missing_log_says_so(tmp_path, capsys):
+    assert run(["replay", str(tmp_path / "nope.mcap"), "--out", str(tmp_path / "s.npz")]) == 2
+    assert "log file not found" in capsys.readouterr().err
+
+
+def test_demo_writes_the_learning_curve_and_summary(tmp_path):
+    rc = run(["demo", "--episodes", "3", "--backend", "planning", "--max-steps", "30",
+              "--rate", "400", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for name in ("agent", "random"):
+        run_ = summary["runs"][name]
+        assert len(run_["returns"]) == 3 and run_["returns"] == run_["robot"]["returns"]
+    assert summary["config"]["backend"] == "planning"
+    assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
+
+
+def test_bench_loop_reports_latency_memory_and_round_trip(tmp_path, capsys, monkeypatch):
+    from rlfm_edge.cli import bench
+
+    monkeypatch.setattr(bench, "BENCH_MODULES", [*bench.BENCH_MODULES, "bench_loop"]
+                        if "bench_loop" not in bench.BENCH_MODULES else bench.BENCH_MODULES)
+    md = tmp_path / "B.md"
+    rc = run(["bench", "loop", "--duration", "0.3", "--states", "16", "--memory-steps", "2000",
+              "--rtt-count", "20", "--out", str(tmp_path), "--record", str(md)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "`OnlineAgent.step` at 100 Hz, S=16" in printed and "pty round trip" in printed
+    assert (tmp_path / "loop_jitter.png").stat().st_size > 10_000
+    assert "rlfm-edge bench loop --duration 0.3" in md.read_text()
+    assert run(["bench", "loop", "--states", "10", "--out", str(tmp_path)]) == 2
