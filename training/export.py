@@ -37,6 +37,8 @@ from rlfm_edge.model.io import (
 )
 from rlfm_edge.stats import CountStats
 
+log = logging.getLogger(__name__)
+
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
 _MODEL_FILES = ("weights.npz", "config.json", "training_record.json")
@@ -166,6 +168,9 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_st
         "exporter": f"torch {torch.__version__} (torch.export), onnx {onnx.__version__}",
     }
     write_spec(out_dir, spec)
+    if (out_dir / ONNX_FILES["int8"]).is_file():
+        log.warning("%s was calibrated from the previous export; rerun `rlfm-edge calibrate --model %s`",
+                    out_dir / ONNX_FILES["int8"], out_dir)
     return spec
 
 

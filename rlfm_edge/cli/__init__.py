@@ -8,7 +8,9 @@ import logging
 import sys
 
 # Each module defines register(subparsers); its handlers take args and return an exit code.
-COMMAND_MODULES: list[str] = ["bench", "info", "train", "serve", "demo", "replay"]
+COMMAND_MODULES: list[str] = [
+    "bench", "info", "train", "export", "calibrate", "build_engine", "serve", "demo", "replay",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

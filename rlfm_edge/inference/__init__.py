@@ -1,57 +1,125 @@
 """Inference backends behind one PolicyEngine interface.
 
-``make_engine(backend="auto" | "torch" | "planning", model=None, precision="fp32")``
-builds one; ``available_backends()`` says which run here and, for the others, why not.
+``make_engine(backend="auto" | "tensorrt" | "onnxruntime" | "torch" | "planning", model=None,
+precision="fp32")`` builds one; ``available_backends()`` says which run here and, for the
+others, why not. ``auto`` tries tensorrt, then onnxruntime, then torch (fastest first),
+logs which it chose, and wraps it so that a backend failing at run time hands over to the
+next one with a logged warning instead of stopping the robot.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
+
+import numpy as np
 
 from rlfm_edge.inference.base import ModelLimitError, PolicyEngine
+from rlfm_edge.stats import CountStats
 
-__all__ = ["PolicyEngine", "ModelLimitError", "make_engine", "available_backends"]
+__all__ = ["PolicyEngine", "ModelLimitError", "FallbackEngine", "make_engine", "available_backends"]
 
 log = logging.getLogger(__name__)
 
-# name -> (module, class, modules it needs); "auto" tries them in this order.
-_BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "torch": ("rlfm_edge.inference.torch_backend", "TorchEngine", ("torch", "torch_geometric")),
+# name -> (module, class, modules it needs, precisions); "auto" tries them in this order.
+_BACKENDS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "tensorrt": ("rlfm_edge.inference.tensorrt_backend", "TensorRTEngine", ("tensorrt", "torch"),
+                 ("fp32", "fp16", "int8")),
+    "onnxruntime": ("rlfm_edge.inference.onnx_backend", "OnnxRuntimeEngine", ("onnxruntime",),
+                    ("fp32", "int8")),
+    "torch": ("rlfm_edge.inference.torch_backend", "TorchEngine", ("torch", "torch_geometric"),
+              ("fp32", "fp16")),
 }
-_MODEL_FREE = {"planning": ("rlfm_edge.inference.planning_engine", "PlanningEngine", ())}
+_MODEL_FREE = {"planning": ("rlfm_edge.inference.planning_engine", "PlanningEngine", (), ())}
 
 
-def _reason_unavailable(modules: tuple[str, ...]) -> str | None:
-    for name in modules:
+def _reason_unavailable(name: str) -> str | None:
+    if name == "tensorrt":
+        from rlfm_edge.inference.tensorrt_backend import unavailable_reason
+
+        return unavailable_reason()
+    for module in {**_BACKENDS, **_MODEL_FREE}[name][2]:
         try:
-            importlib.import_module(name)
+            importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - any import failure means "not here"
-            return f"cannot import {name} ({type(exc).__name__}: {exc})"
+            return f"cannot import {module} ({type(exc).__name__}: {exc})"
     return None
 
 
 def available_backends() -> dict[str, str | None]:
     """Backend name -> None if usable here, else the reason it is not."""
-    return {name: _reason_unavailable(spec[2]) for name, spec in {**_BACKENDS, **_MODEL_FREE}.items()}
+    return {name: _reason_unavailable(name) for name in {**_BACKENDS, **_MODEL_FREE}}
+
+
+class FallbackEngine(PolicyEngine):
+    """A chain of engines: runs the first that starts; on a run-time failure, moves to the next.
+
+    Errors in the caller's input (ValueError, ModelLimitError) are raised as they are:
+    every backend would reject them. ``backend``/``precision`` follow the engine in use.
+    """
+
+    def __init__(self, factories: list[tuple[str, Callable[[], PolicyEngine]]]) -> None:
+        self._factories = list(factories)
+        self._failures: list[str] = []
+        self._switch()
+
+    def _switch(self) -> None:
+        while self._factories:
+            label, factory = self._factories.pop(0)
+            try:
+                engine = factory()
+            except Exception as exc:  # noqa: BLE001 - any failure to start means "try the next"
+                self._failures.append(f"{label}: {exc}")
+                log.warning("inference backend %s cannot start (%s); trying the next", label, exc)
+                continue
+            self.engine = engine
+            self.backend, self.precision = engine.backend, engine.precision
+            self.max_states, self.max_actions = engine.max_states, engine.max_actions
+            return
+        raise RuntimeError("no inference backend could run the model: " + "; ".join(self._failures))
+
+    def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
+        while True:
+            try:
+                return self.engine.policy(stats, horizon)
+            except ValueError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the robot acting on the next backend
+                self._failures.append(f"{self.backend}/{self.precision}: {exc}")
+                log.warning("inference backend %s/%s failed at run time (%s: %s); falling back to "
+                            "the next", self.backend, self.precision, type(exc).__name__, exc)
+                self._switch()
+
+
+def _auto(model, precision: str, **kw) -> PolicyEngine:
+    """The fastest backend that builds here, wrapped so later failures fall back to the next."""
+    factories, reasons = [], {}
+    for name, spec in _BACKENDS.items():
+        reason = _reason_unavailable(name)
+        if reason is not None:
+            reasons[name] = reason
+            continue
+        p = precision if precision in spec[3] else "fp32"
+        factories.append((f"{name}/{p}", lambda n=name, p=p: make_engine(n, model, p, **kw)))
+    if not factories:
+        raise RuntimeError(f"no inference backend can run here: {reasons}")
+    engine = FallbackEngine(factories)
+    log.info("inference backend 'auto' chose %s/%s", engine.backend, engine.precision)
+    return engine
 
 
 def make_engine(backend: str = "auto", model=None, precision: str = "fp32", **kw) -> PolicyEngine:
-    """Build a PolicyEngine; ``auto`` picks the first model backend that runs here."""
+    """Build a PolicyEngine; see the module docstring for ``auto``."""
     specs = {**_BACKENDS, **_MODEL_FREE}
     if backend == "auto":
-        reasons = {}
-        for name, spec in _BACKENDS.items():
-            reason = _reason_unavailable(spec[2])
-            if reason is None:
-                log.info("inference backend 'auto' chose %s", name)
-                return make_engine(name, model=model, precision=precision, **kw)
-            reasons[name] = reason
-        raise RuntimeError(f"no inference backend can run here: {reasons}")
+        return _auto(model, precision, **kw)
     if backend not in specs:
         raise ValueError(f"backend: expected 'auto' or one of {sorted(specs)}, got {backend!r}")
-    module, cls, needs = specs[backend]
-    reason = _reason_unavailable(needs)
+    module, cls, _, precisions = specs[backend]
+    if precisions and precision not in precisions:
+        raise ValueError(f"precision: the {backend} backend runs {list(precisions)}, got {precision!r}")
+    reason = _reason_unavailable(backend)
     if reason is not None:
         raise RuntimeError(f"backend {backend!r} is unavailable here: {reason}")
     engine_cls = getattr(importlib.import_module(module), cls)

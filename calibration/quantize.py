@@ -1,0 +1,93 @@
+"""Explicit INT8: ONNX Runtime static quantization in QDQ format, for ORT and TensorRT alike.
+
+Only the linear layers (MatMul/Gemm) are quantized: they hold nearly all the weights, and
+TensorRT runs exactly the Q/DQ pairs it is given. Softmax, LayerNormalization, GELU's Erf,
+the masks (Where) and the attention sums stay in float, where int8 would cost accuracy
+for no gain; so do the layers reading the raw features (graph inputs), whose columns
+(log counts, probabilities, flags) share no scale. Scales are symmetric (zero point 0),
+the only form TensorRT accepts. Each quantized input gets its own Q/DQ pair and MatMul
+outputs are not quantized, so residual sums and LayerNorm see float values. Per-tensor
+weight scales gave better greedy-action agreement than per-channel on the quick model,
+hence the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
+from rlfm_edge.model.io import atomic_write_bytes, sha256_file
+
+QUANTIZED_OPS = ("MatMul", "Gemm")
+MAX_INT8_BYTES = 2_000_000
+
+
+class _Reader:
+    """The CalibrationDataReader protocol of onnxruntime.quantization over a list of input dicts."""
+
+    def __init__(self, samples: list[dict[str, np.ndarray]]) -> None:
+        self._it = iter(samples)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
+                  method: str = "minmax", per_channel: bool = False) -> dict:
+    """Write ``model.int8.onnx`` (+ ``.json``) beside the verified ``model.onnx``; returns the spec."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise ValueError(f"method: expected one of {sorted(methods)}, got {method!r}")
+    if not samples:
+        raise ValueError("calibration set is empty")
+    model_dir = Path(model_dir)
+    src, spec = read_spec(model_dir, "fp32")
+    out = model_dir / ONNX_FILES["int8"]
+    graph = onnx.load(str(src)).graph
+    raw = {i.name for i in graph.input}
+    exclude = [n.name for n in graph.node if n.op_type in QUANTIZED_OPS and n.input[0] in raw]
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_out = Path(tmp) / out.name
+        root.setLevel(logging.ERROR)  # ORT's "consider pre-processing" notice: not needed here
+        try:
+            quantize_static(
+                str(src), str(tmp_out), _Reader(samples), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                calibrate_method=methods[method], nodes_to_exclude=exclude,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "DedicatedQDQPair": True,
+                               "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)},
+            )
+        finally:
+            root.setLevel(level)
+        data = tmp_out.read_bytes()
+    model = onnx.load_from_string(data)
+    onnx.checker.check_model(model)
+    if len(data) > MAX_INT8_BYTES:
+        raise RuntimeError(f"{out}: the int8 model is {len(data) / 1e6:.2f} MB, over the "
+                           f"{MAX_INT8_BYTES / 1e6:.0f} MB budget; export a smaller model")
+    atomic_write_bytes(out, data)
+    qspec = {**spec, "file": out.name, "sha256": sha256_file(out), "bytes": len(data),
+             "precision": "int8", "source_sha256": spec["sha256"],
+             "quantization": {"format": "QDQ", "ops": list(QUANTIZED_OPS), "method": method,
+                              "per_channel": per_channel, "symmetric": True,
+                              "samples": len(samples), "float_nodes": exclude,
+                              "onnxruntime": onnxruntime.__version__,
+                              "qdq_nodes": sum(n.op_type == "QuantizeLinear" for n in model.graph.node)}}
+    qspec.pop("parity_max_abs_diff", None)
+    from training.export import write_spec
+
+    write_spec(model_dir, qspec)
+    return qspec

@@ -1,0 +1,182 @@
+"""`rlfm-edge bench latency`: policy-refresh latency per backend, precision and state count.
+
+A refresh is one ``engine.policy(stats, horizon)`` call: feature building, padding, the
+model and the copy back, i.e. what the robot waits for. The model-only time (padded
+inputs ready) is reported beside it. Every configuration is timed in the same process
+on the same statistics, so backends compare fairly within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rlfm_edge.cli.bench import add_record_options, csv_ints, csv_list, record
+
+
+def _stats(rng: np.random.Generator, n_states: int, n_actions: int):
+    """Statistics after 20 visits per (s, a) on average, successors near s (chain-like, many > K)."""
+    from rlfm_edge.stats import CountStats
+
+    n = 20 * n_states * n_actions
+    s, a = rng.integers(0, n_states, n), rng.integers(0, n_actions, n)
+    s_next = np.clip(s + rng.integers(-6, 7, n), 0, n_states - 1)
+    stats = CountStats(n_states, n_actions)
+    stats.update_batch(s, a, rng.random(n), s_next)
+    return stats
+
+
+def _model_only(engine, stats, horizon: int):
+    """A zero-argument call of the model alone on prepared inputs, or None if the backend has none."""
+    from rlfm_edge.model.features import build_features, pad_features
+
+    if hasattr(engine, "run_padded"):
+        inputs = pad_features([build_features(stats, horizon, engine.max_successors)],
+                              engine.max_states, engine.max_actions, engine.max_successors).as_dict()
+        return lambda: engine.run_padded(inputs)
+    if hasattr(engine, "dense"):
+        import torch
+
+        k = engine.config.max_successors
+        inputs = pad_features([build_features(stats, horizon, k)], stats.n_states, engine.max_actions, k)
+        tensors = [torch.from_numpy(v) for v in inputs.as_dict().values()]
+
+        def run():
+            with torch.inference_mode():
+                return engine.dense(*tensors)
+        return run
+    return None
+
+
+def _times(fn, repeats: int, warmup: int) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - start
+    return out * 1e3
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_latency(model, backends, precisions, states, actions: int, horizon: int, repeats: int,
+                warmup: int, seed: int) -> tuple[list[dict], list[str]]:
+    """One row per (backend, precision, S) that runs here; notes for those that do not."""
+    from rlfm_edge.inference import make_engine
+
+    rows, notes = [], []
+    for backend in backends:
+        for precision in precisions:
+            try:
+                engine = make_engine(backend, model=model, precision=precision)
+            except (ValueError, RuntimeError, OSError) as exc:
+                notes.append(f"{backend}/{precision}: skipped ({exc})")
+                continue
+            for n_states in states:
+                if n_states > engine.max_states or actions > engine.max_actions:
+                    notes.append(f"{backend}/{precision} S={n_states}: above the export's "
+                                 f"Smax={engine.max_states}, Amax={engine.max_actions}")
+                    continue
+                stats = _stats(np.random.default_rng(seed), n_states, actions)
+                refresh = _times(lambda e=engine, s=stats: e.policy(s, horizon), repeats, warmup)
+                model_fn = _model_only(engine, stats, horizon)
+                model_ms = _times(model_fn, repeats, warmup) if model_fn else None
+                rows.append({"backend": backend, "precision": precision, "S": n_states, "A": actions,
+                             "refresh_ms": refresh, "model_ms": model_ms, "peak_rss_mb": _peak_rss_mb()})
+    return rows, notes
+
+
+def latency_table(rows: list[dict]) -> str:
+    header = ["backend", "precision", "S x A", "refresh median (ms)", "p99", "max", "model-only median (ms)",
+              "peak RSS (MB)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        t = r["refresh_ms"]
+        model = f"{np.median(r['model_ms']):.2f}" if r["model_ms"] is not None else "—"
+        lines.append(f"| {r['backend']} | {r['precision']} | {r['S']} x {r['A']} | {np.median(t):.2f} | "
+                     f"{np.percentile(t, 99):.2f} | {t.max():.2f} | {model} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_histogram(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["S"] for r in rows})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.5), squeeze=False)
+    for ax, n_states in zip(axes[0], sizes, strict=True):
+        chosen = [r for r in rows if r["S"] == n_states]
+        lo = min(r["refresh_ms"].min() for r in chosen)
+        hi = max(r["refresh_ms"].max() for r in chosen)
+        bins = np.geomspace(max(lo, 1e-3), max(hi, lo * 1.01), 40)
+        for r in chosen:
+            ax.hist(r["refresh_ms"], bins=bins, histtype="step", label=f"{r['backend']}/{r['precision']}")
+        ax.set_xscale("log")
+        ax.set_title(f"S={n_states}, A={chosen[0]['A']}")
+        ax.set_xlabel("policy refresh (ms)")
+        ax.set_ylabel("calls")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    import os
+
+    backends, precisions = csv_list(args.backends), csv_list(args.precisions)
+    states = csv_ints("states", args.states)
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats}, {args.warmup}")
+    rows, notes = run_latency(args.model, backends, precisions, states, args.actions, args.horizon,
+                              args.repeats, args.warmup, args.seed)
+    if not rows:
+        raise RuntimeError("no backend/precision could run: " + "; ".join(notes))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_histogram(rows, out / "latency_histogram.png")
+    table = latency_table(rows)
+    print(table)
+    for note in notes:
+        print(note)
+    machine = f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end"
+    print(f"{args.repeats} calls per row after {args.warmup} warm-up calls on {machine}; histogram {png}")
+    command = ["rlfm-edge", "bench", "latency", "--backends", ",".join(backends),
+               "--precisions", ",".join(precisions), "--states", ",".join(map(str, states)),
+               "--actions", str(args.actions), "--repeats", str(args.repeats), "--out", args.out]
+    if args.model:
+        command += ["--model", str(args.model)]
+    body = (f"{table}\n{args.repeats} calls per row on {machine}; peak RSS is the process's, "
+            f"cumulative over rows. " + " ".join(notes) + f"\nHistogram: `{png}`.")
+    record(args, f"Policy refresh latency ({', '.join(backends)})", shlex.join(command), body)
+    return 0
+
+
+def register(bench_subparsers) -> None:
+    p = bench_subparsers.add_parser("latency", help="policy-refresh latency per backend and precision",
+                                    description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--backends", default="torch,onnxruntime", help="comma-separated backends")
+    p.add_argument("--precisions", default="fp32,int8",
+                   help="comma-separated precisions; pairs a backend lacks are skipped and noted")
+    p.add_argument("--states", default="16,64,256", help="comma-separated state counts S")
+    p.add_argument("--actions", type=int, default=8, help="action count A")
+    p.add_argument("--horizon", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=200, help="timed calls per row")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/latency", help="folder for the histogram PNG")
+    add_record_options(p)
+    p.set_defaults(func=cmd_latency)

@@ -1,0 +1,51 @@
+"""`rlfm-edge calibrate`: INT8 Q/DQ ONNX (model.int8.onnx) from a calibration set of statistics."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from calibration.calibset import build_calibration_set, load_calibration_set, save_calibration_set
+    from calibration.quantize import quantize_int8
+    from rlfm_edge.inference.onnx_backend import read_spec
+
+    _, spec = read_spec(args.model, "fp32")
+    dims = (spec["max_states"], spec["max_actions"], spec["max_successors"])
+    if args.calibration_set and Path(args.calibration_set).is_file() and not (args.log or args.stats):
+        samples, meta = load_calibration_set(args.calibration_set)
+        if tuple(meta.get("dims", ())) != dims:
+            raise ValueError(f"{args.calibration_set}: calibration set padded to {meta.get('dims')}, "
+                             f"the export is {list(dims)}; delete it to rebuild")
+        print(f"read {len(samples)} calibration samples from {args.calibration_set}")
+    else:
+        samples = build_calibration_set(*dims, n_prior=args.samples, seed=args.seed,
+                                        logs=tuple(args.log), stats_files=tuple(args.stats),
+                                        horizon=args.horizon)
+        if args.calibration_set:
+            save_calibration_set(args.calibration_set, samples,
+                                 {"dims": list(dims), "seed": args.seed, "samples": args.samples,
+                                  "logs": args.log, "stats": args.stats})
+    qspec = quantize_int8(args.model, samples, method=args.method)
+    print(f"wrote {Path(args.model) / qspec['file']} ({qspec['bytes'] / 1e6:.2f} MB, "
+          f"{qspec['quantization']['qdq_nodes']} Q/DQ pairs, {len(samples)} calibration samples)")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="INT8 (Q/DQ) ONNX of an exported model",
+                              description=__doc__)
+    p.add_argument("--model", required=True, help="model directory holding model.onnx (see `export`)")
+    p.add_argument("--samples", type=int, default=128, help="calibration samples from the synthetic prior")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log", action="append", default=[], metavar="MCAP",
+                   help="recorded robot log (rlfm-edge MCAP) to calibrate on too (repeatable)")
+    p.add_argument("--stats", action="append", default=[], metavar="NPZ",
+                   help="saved CountStats file to calibrate on too (repeatable; needs --horizon)")
+    p.add_argument("--horizon", type=int, default=None, help="episode length for --stats files")
+    p.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"],
+                   help="activation range estimator")
+    p.add_argument("--calibration-set", default=None, metavar="NPZ",
+                   help="calibration cache: read if it exists (and no --log/--stats), else written")
+    p.set_defaults(func=cmd_calibrate)

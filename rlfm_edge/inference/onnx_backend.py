@@ -1,0 +1,134 @@
+"""ONNX Runtime backend: the exported static-shape GAT on a CPU (or CUDA/TensorRT EPs).
+
+Also the one place that knows how exported ONNX files are laid out in a model directory
+(``model.onnx``, ``model.int8.onnx`` and their ``.json`` export descriptions), so the
+TensorRT backend reads and verifies them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.model.features import INPUT_NAMES, build_features, pad_features
+from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, verify_manifest
+from rlfm_edge.stats import CountStats
+
+log = logging.getLogger(__name__)
+
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+_MAKE = {"fp32": "rlfm-edge export --model DIR", "int8": "rlfm-edge calibrate --model DIR"}
+
+
+def spec_path(model_dir: Path, precision: str) -> Path:
+    return Path(model_dir) / (ONNX_FILES[precision] + ".json")
+
+
+def read_spec(model_dir: Path | str | None, precision: str) -> tuple[Path, dict]:
+    """The verified ONNX file of ``precision`` in ``model_dir`` and its export description.
+
+    Raises ModelFileError naming the file and the command that makes it when it is
+    missing, corrupted or does not match the manifest.
+    """
+    if precision not in ONNX_FILES:
+        raise ValueError(f"precision: expected one of {sorted(ONNX_FILES)}, got {precision!r}")
+    model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    path, sidecar = model_dir / ONNX_FILES[precision], spec_path(model_dir, precision)
+    hint = f"create it with `{_MAKE[precision].replace('DIR', str(model_dir))}`"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no {precision} ONNX model in {model_dir}; {hint}")
+    if not sidecar.is_file():
+        raise ModelFileError(f"{sidecar}: export description missing for {path.name}; {hint}")
+    manifest = verify_manifest(model_dir, required=(path.name, sidecar.name))
+    try:
+        spec = json.loads(sidecar.read_text())
+        dims = {k: int(spec[k]) for k in ("max_states", "max_actions", "max_successors")}
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{sidecar}: unreadable export description; {hint}") from None
+    if spec.get("sha256") != manifest["files"][path.name]:
+        raise ModelFileError(f"{sidecar}: describes another {path.name} (sha256 differs); {hint}")
+    spec.update(dims)
+    return path, spec
+
+
+def session_options(threads: int | None = None):
+    """Low-latency CPU settings: all graph optimisations, a small fixed intra-op pool, no spinning.
+
+    On a 2-core robot computer shared with a control loop, spinning threads steal the
+    core the loop needs, so spin-wait is off and the pool defaults to min(2, cores).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def default_providers() -> list[str]:
+    """TensorRT, then CUDA, then CPU: whichever this onnxruntime build offers."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    order = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    return [p for p in order if p in have]
+
+
+class OnnxRuntimeEngine(PolicyEngine):
+    """Runs ``model.onnx`` (fp32) or ``model.int8.onnx`` (Q/DQ int8) of a model directory."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, model: str | Path | None = None, precision: str = "fp32",
+                 providers: list[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if precision not in ONNX_FILES:
+            raise ValueError(f"precision: the onnxruntime backend runs 'fp32' or 'int8', got {precision!r}")
+        self.model_dir = Path(model) if model is not None else DEFAULT_MODEL_DIR
+        self.path, self.spec = read_spec(self.model_dir, precision)
+        self.precision = precision
+        self.max_states = self.spec["max_states"]
+        self.max_actions = self.spec["max_actions"]
+        self.max_successors = self.spec["max_successors"]
+        self.providers = list(providers) if providers else default_providers()
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                                providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises several private types
+            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({exc}); re-export it "
+                                 f"with `rlfm-edge export --model {self.model_dir}`") from None
+        names = tuple(i.name for i in self.session.get_inputs())
+        if names != INPUT_NAMES:
+            raise ModelFileError(f"{self.path}: inputs {names}, expected {INPUT_NAMES}; re-export it")
+        log.debug("onnxruntime %s model %s on %s", precision, self.path,
+                  self.session.get_providers())
+
+    def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Model-only call on padded inputs (B, Smax, ...) -> logits (B, Smax, Amax)."""
+        return self.session.run(None, inputs)[0]
+
+    def padded_inputs(self, batch: list[tuple[CountStats, int]]) -> dict[str, np.ndarray]:
+        feats = []
+        for stats, horizon in batch:
+            self.check_fits(stats)
+            feats.append(build_features(stats, horizon, self.max_successors))
+        return pad_features(feats, self.max_states, self.max_actions, self.max_successors).as_dict()
+
+    def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
+        logits = self.run_padded(self.padded_inputs([(stats, horizon)]))
+        return logits[0, : stats.n_states, : stats.n_actions]
+
+    def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
+        """Logits for several statistics in one call (the batch dimension is dynamic)."""
+        logits = self.run_padded(self.padded_inputs(batch))
+        return [logits[b, : s.n_states, : s.n_actions] for b, (s, _) in enumerate(batch)]

@@ -1,0 +1,94 @@
+"""Export: the ONNX graph is valid, batch-dynamic, described by a manifest, and equals torch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E402
+from rlfm_edge.model.dense import DenseGAT  # noqa: E402
+from rlfm_edge.model.features import INPUT_NAMES  # noqa: E402
+from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
+from rlfm_edge.model.io import ModelFileError, load_model, save_model, verify_manifest  # noqa: E402
+from training.export import export_onnx, random_stats, valid_logit_diff  # noqa: E402
+
+SMAX, AMAX = 12, 4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    src = tmp_path_factory.mktemp("model")
+    cfg = ModelConfig(hidden=16, heads=2, layers=2, max_successors=4, max_states=SMAX, max_actions=AMAX)
+    net = PolicyGAT(cfg)
+    with torch.no_grad():  # non-zero everywhere so no term hides behind an init of zeros
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    save_model(net, src)
+    out = tmp_path_factory.mktemp("export")
+    spec = export_onnx(src, out)
+    return src, out, spec
+
+
+def test_export_writes_a_checked_onnx_and_a_manifest_covering_every_file(exported):
+    src, out, spec = exported
+    model = onnx.load(out / "model.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    manifest = verify_manifest(out, required=("model.onnx", "model.onnx.json", "weights.npz", "config.json"))
+    assert manifest["files"]["model.onnx"] == spec["sha256"]
+    on_disk = json.loads((out / "model.onnx.json").read_text())
+    assert (on_disk["max_states"], on_disk["max_actions"], on_disk["max_successors"]) == (SMAX, AMAX, 4)
+    assert on_disk["opset"] == 17 and on_disk["weights_sha256"] == manifest["files"]["weights.npz"]
+    assert [i.name for i in model.graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in model.graph.output] == ["logits"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch dimension
+    assert load_model(out).config == load_model(src).config  # a complete model directory
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_runtime_matches_torch_within_1e_4_on_valid_entries(exported, batch):
+    src, out, _ = exported
+    rng = np.random.default_rng(batch)
+    sizes = [(SMAX, AMAX), (5, 3), (2, 2)][:batch]
+    feats = [build_features(random_stats(rng, S, A, 15 * S * A), 7, 4) for S, A in sizes]
+    inputs = pad_features(feats, SMAX, AMAX, 4).as_dict()
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, inputs)[0]
+    with torch.inference_mode():
+        want = DenseGAT(load_model(src)).eval()(*(torch.from_numpy(v) for v in inputs.values())).numpy()
+    assert got.shape == (batch, SMAX, AMAX)
+    for b, (S, A) in enumerate(sizes):
+        assert valid_logit_diff(got[b:b + 1], want[b:b + 1], S, A) <= 1e-4
+
+
+def test_export_rejects_an_unsupported_opset_and_sizes(exported):
+    src, out, _ = exported
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(src, out, opset=11)
+    with pytest.raises(ValueError, match="max_states"):
+        export_onnx(src, out, max_states=1)
+
+
+def test_export_of_a_folder_without_a_model_names_the_manifest(tmp_path):
+    with pytest.raises(ModelFileError, match="manifest not found"):
+        export_onnx(tmp_path, tmp_path / "out")
+
+
+def test_export_cli_writes_into_the_output_folder(exported, tmp_path, capsys):
+    import argparse
+
+    from rlfm_edge.cli import export as export_cli
+
+    parser = argparse.ArgumentParser()
+    export_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["export", "--model", str(exported[0]), "--out", str(tmp_path / "o"),
+                              "--max-states", "6", "--max-actions", "4"])
+    assert args.func(args) == 0
+    assert "Smax=6" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o" / "model.onnx.json").read_text())["max_states"] == 6

@@ -1,0 +1,112 @@
+"""make_engine/available_backends: auto picks the fastest backend that runs and falls back on failure."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from rlfm_edge.inference import (  # noqa: E402
+    FallbackEngine,
+    ModelLimitError,
+    PolicyEngine,
+    available_backends,
+    make_engine,
+)
+from rlfm_edge.model import ModelConfig  # noqa: E402
+from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
+from rlfm_edge.model.io import save_model  # noqa: E402
+from training.export import export_onnx, random_stats  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    torch.manual_seed(3)
+    bare = tmp_path_factory.mktemp("bare")
+    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1, max_successors=3, max_states=8,
+                                     max_actions=3)), bare)
+    exported = tmp_path_factory.mktemp("exported")
+    export_onnx(bare, exported)
+    return bare, exported
+
+
+def test_available_backends_lists_every_backend_with_none_or_a_reason():
+    backends = available_backends()
+    assert {"tensorrt", "onnxruntime", "torch", "planning"} <= set(backends)
+    assert backends["onnxruntime"] is None and backends["torch"] is None
+    assert all(v is None or (isinstance(v, str) and v) for v in backends.values())
+
+
+def test_auto_picks_onnx_runtime_over_torch_and_says_so(dirs, caplog):
+    with caplog.at_level(logging.INFO):
+        engine = make_engine("auto", model=dirs[1], precision="fp32")
+    expected = "tensorrt" if available_backends()["tensorrt"] is None else "onnxruntime"
+    assert engine.backend == expected
+    assert f"'auto' chose {expected}" in caplog.text
+    assert engine.policy(random_stats(np.random.default_rng(0), 5, 3, 40), 4).shape == (5, 3)
+
+
+def test_auto_falls_back_to_torch_with_a_warning_when_the_model_has_no_onnx(dirs, caplog):
+    with caplog.at_level(logging.WARNING):
+        engine = make_engine("auto", model=dirs[0], precision="int8")
+    assert (engine.backend, engine.precision) == ("torch", "fp32")
+    assert "model.int8.onnx" in caplog.text and "trying the next" in caplog.text
+
+
+class _Broken(PolicyEngine):
+    backend, precision, max_states, max_actions = "broken", "fp32", 8, 3
+
+    def policy(self, stats, horizon):
+        raise RuntimeError("device lost")
+
+
+def test_a_backend_failing_at_run_time_hands_over_to_the_next(dirs, caplog):
+    engine = FallbackEngine([("broken", _Broken), ("torch", lambda: make_engine("torch", dirs[0]))])
+    assert engine.backend == "broken"
+    stats = random_stats(np.random.default_rng(1), 6, 3, 50)
+    with caplog.at_level(logging.WARNING):
+        logits = engine.policy(stats, 5)
+    assert engine.backend == "torch" and logits.shape == (6, 3)
+    assert "broken/fp32 failed at run time" in caplog.text and "device lost" in caplog.text
+
+
+def test_errors_in_the_callers_input_are_not_hidden_by_fallback(dirs):
+    engine = make_engine("auto", model=dirs[1])
+    with pytest.raises(ModelLimitError, match="S=9"):
+        engine.policy(random_stats(np.random.default_rng(2), 9, 3, 10), 5)
+    assert engine.backend in ("onnxruntime", "tensorrt")
+
+
+def test_when_every_backend_fails_the_error_lists_each_reason():
+    with pytest.raises(RuntimeError, match="broken.*device lost"):
+        FallbackEngine([("broken", _Broken)]).policy(random_stats(np.random.default_rng(0), 2, 2, 4), 3)
+
+
+def test_bad_backend_and_precision_names_are_value_errors(dirs):
+    with pytest.raises(ValueError, match="backend"):
+        make_engine("cuda", model=dirs[1])
+    with pytest.raises(ValueError, match="precision.*onnxruntime"):
+        make_engine("onnxruntime", model=dirs[1], precision="fp16")
+
+
+def test_bench_latency_reports_each_configuration_and_records(dirs, tmp_path, capsys):
+    from rlfm_edge.cli import bench
+
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    record = tmp_path / "BENCH.md"
+    args = parser.parse_args(["bench", "latency", "--model", str(dirs[1]), "--backends", "torch,onnxruntime",
+                              "--precisions", "fp32,int8", "--states", "4,8,16", "--actions", "3",
+                              "--repeats", "3", "--warmup", "1", "--out", str(tmp_path / "lat"),
+                              "--record", str(record)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "| torch | fp32 | 8 x 3 |" in out and "| onnxruntime | fp32 | 4 x 3 |" in out
+    assert "S=16: above the export's Smax=8" in out and "onnxruntime/int8: skipped" in out
+    assert (tmp_path / "lat" / "latency_histogram.png").stat().st_size > 0
+    assert "rlfm-edge bench latency" in record.read_text()

@@ -1,0 +1,129 @@
+"""INT8: Q/DQ only around the linear layers, small, close to FP32; calibration sets from every source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from calibration.calibset import (  # noqa: E402
+    build_calibration_set,
+    load_calibration_set,
+    save_calibration_set,
+)
+from calibration.quantize import MAX_INT8_BYTES, quantize_int8  # noqa: E402
+from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine  # noqa: E402
+from rlfm_edge.model import ModelConfig  # noqa: E402
+from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
+from rlfm_edge.model.io import DEFAULT_MODEL_DIR, verify_manifest  # noqa: E402
+from rlfm_edge.stats import CountStats  # noqa: E402
+from training.export import export_onnx, random_stats  # noqa: E402
+
+SMAX, AMAX, K = 16, 4, 4
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    torch.manual_seed(2)
+    path = tmp_path_factory.mktemp("model")
+    from rlfm_edge.model.io import save_model
+
+    net = PolicyGAT(ModelConfig(hidden=16, heads=2, layers=2, max_successors=K, max_states=SMAX,
+                                max_actions=AMAX))
+    with torch.no_grad():  # a spread of logits well above int8 noise, as a trained model has
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    save_model(net, path)
+    export_onnx(path)
+    samples = build_calibration_set(SMAX, AMAX, K, n_prior=24, seed=0)
+    spec = quantize_int8(path, samples)
+    return path, spec
+
+
+def test_int8_model_quantizes_only_linear_layers_and_fits_the_size_budget(quantized):
+    path, spec = quantized
+    model = onnx.load(path / "model.int8.onnx")
+    onnx.checker.check_model(model)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert spec["quantization"]["qdq_nodes"] > 0
+    for node in model.graph.node:
+        if node.op_type in ("Softmax", "LayerNormalization", "Erf"):
+            assert producers.get(node.input[0]) is None or \
+                producers[node.input[0]].op_type != "DequantizeLinear", node.name
+    qdq_consumers = {n.op_type for n in model.graph.node
+                     if any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
+                            for i in n.input)}
+    assert qdq_consumers <= {"MatMul", "Gemm", "Concat"}  # a Concat here only feeds a MatMul
+    assert (path / "model.int8.onnx").stat().st_size <= MAX_INT8_BYTES
+    verify_manifest(path, required=("model.int8.onnx", "model.int8.onnx.json"))
+
+
+def test_int8_policy_logits_stay_close_to_fp32(quantized):
+    path, _ = quantized
+    fp32, int8 = OnnxRuntimeEngine(path), OnnxRuntimeEngine(path, precision="int8")
+    rng = np.random.default_rng(3)
+    centred = {"fp32": [], "int8": []}
+    for S, A in [(SMAX, AMAX), (6, 3), (12, 4)]:
+        stats = random_stats(rng, S, A, 30 * S * A)
+        for name, engine in (("fp32", fp32), ("int8", int8)):
+            logits = engine.policy(stats, 10)
+            assert logits.shape == (S, A)
+            # A shift shared by a state's actions does not change its policy: centre each state.
+            centred[name].append((logits - logits.mean(1, keepdims=True)).ravel())
+    a, b = np.concatenate(centred["fp32"]), np.concatenate(centred["int8"])
+    # An untrained network's logits are nearly flat, so int8 noise is a visible fraction of their
+    # spread (the trained quick model reaches 0.97); broken scales or a quantized softmax give ~0.
+    assert np.corrcoef(a, b)[0, 1] >= 0.6
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.int8.onnx").is_file(),
+                    reason="the shipped default model and its INT8 export are not present")
+def test_shipped_int8_model_agrees_with_fp32_on_99_percent_of_visited_states():
+    from calibration.calibset import calibration_inputs, prior_features
+
+    fp32, int8 = OnnxRuntimeEngine(), OnnxRuntimeEngine(precision="int8")
+    feats = prior_features(60, 987654, fp32.max_states, fp32.max_actions, fp32.max_successors)
+    agree = total = 0
+    for g, x in zip(feats, calibration_inputs(feats, fp32.max_states, fp32.max_actions,
+                                              fp32.max_successors), strict=True):
+        a = fp32.run_padded(x)[0, :g.n_states, :g.n_actions].argmax(1)
+        b = int8.run_padded(x)[0, :g.n_states, :g.n_actions].argmax(1)
+        visited = g.state_x[:, 2] > 0
+        agree += int((a == b)[visited].sum())
+        total += int(visited.sum())
+    assert agree >= 0.99 * total
+
+
+def test_calibration_set_mixes_prior_and_saved_statistics_and_round_trips(tmp_path):
+    stats = random_stats(np.random.default_rng(0), 5, 3, 60)
+    stats.save(tmp_path / "s.npz")
+    samples = build_calibration_set(SMAX, AMAX, K, n_prior=3, seed=1,
+                                    stats_files=(tmp_path / "s.npz",), horizon=8)
+    assert len(samples) == 4
+    assert all(s["sa_x"].shape == (1, SMAX * AMAX, 9) for s in samples)
+    assert samples[-1]["sa_mask"].sum() == 15
+    save_calibration_set(tmp_path / "cal.npz", samples, {"dims": [SMAX, AMAX, K]})
+    back, meta = load_calibration_set(tmp_path / "cal.npz")
+    assert meta["dims"] == [SMAX, AMAX, K]
+    np.testing.assert_array_equal(back[-1]["succ_index"], samples[-1]["succ_index"])
+
+
+def test_calibration_inputs_reject_bad_sources_by_name(tmp_path):
+    with pytest.raises(ValueError, match="horizon"):
+        build_calibration_set(SMAX, AMAX, K, n_prior=0, stats_files=(tmp_path / "s.npz",))
+    CountStats(SMAX + 5, 2).save(tmp_path / "big.npz")
+    with pytest.raises(ValueError, match=r"S=21.*Smax=16"):
+        build_calibration_set(SMAX, AMAX, K, n_prior=0, stats_files=(tmp_path / "big.npz",), horizon=5)
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"bad\.npz: not a calibration set"):
+        load_calibration_set(tmp_path / "bad.npz")
+
+
+def test_quantizing_without_an_fp32_export_says_to_export_first(tmp_path):
+    from rlfm_edge.model.io import ModelFileError
+
+    with pytest.raises(ModelFileError, match="rlfm-edge export"):
+        quantize_int8(tmp_path, [{}])

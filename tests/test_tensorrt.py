@@ -1,0 +1,135 @@
+"""TensorRT: the engine cache (runs everywhere) and engine parity (only where a GPU and TensorRT are)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from rlfm_edge.inference import available_backends, make_engine
+from rlfm_edge.inference.engine_cache import EngineKey, load_plan, plan_path, record_path, store_plan
+from rlfm_edge.inference.tensorrt_backend import unavailable_reason
+
+KEY = EngineKey("ab" * 32, "int8", "10.9.0", "NVIDIA Orin (sm_87)")
+TRT_REASON = unavailable_reason()
+needs_gpu = pytest.mark.skipif(TRT_REASON is not None, reason=f"TensorRT cannot run here: {TRT_REASON}")
+
+
+def test_a_stored_engine_is_found_again_for_the_same_key(tmp_path):
+    plan = store_plan(plan_path(tmp_path, KEY), KEY, b"engine bytes")
+    assert load_plan(plan, KEY) == b"engine bytes"
+    assert json.loads(record_path(plan).read_text())["key"]["gpu"] == KEY.gpu
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("trt_version", "11.0.0", "trt_version '10.9.0' -> '11.0.0'"),
+    ("gpu", "NVIDIA H100 (sm_90)", "gpu"),
+    ("onnx_sha256", "cd" * 32, "onnx_sha256"),
+])
+def test_an_engine_built_for_another_setup_is_a_logged_miss(tmp_path, caplog, field, value, why):
+    plan = store_plan(tmp_path / "e.plan", KEY, b"engine bytes")
+    other = EngineKey(**{**KEY.__dict__, field: value})
+    with caplog.at_level(logging.WARNING):
+        assert load_plan(plan, other) is None
+    assert "built for another setup" in caplog.text and why in caplog.text and "rebuilding" in caplog.text
+
+
+def test_a_corrupted_or_unrecorded_engine_is_a_logged_miss(tmp_path, caplog):
+    plan = store_plan(tmp_path / "e.plan", KEY, b"engine bytes")
+    plan.write_bytes(b"engine bytez")
+    with caplog.at_level(logging.WARNING):
+        assert load_plan(plan, KEY) is None
+    assert "corrupted" in caplog.text and "e.plan" in caplog.text
+    record_path(plan).unlink()
+    with caplog.at_level(logging.WARNING):
+        assert load_plan(plan, KEY) is None
+    assert "no readable record" in caplog.text
+
+
+def test_keys_differ_by_precision_so_engines_never_collide(tmp_path):
+    fp16 = EngineKey(**{**KEY.__dict__, "precision": "fp16"})
+    assert plan_path(tmp_path, KEY) != plan_path(tmp_path, fp16)
+
+
+@pytest.mark.skipif(TRT_REASON is None, reason="TensorRT runs here")
+def test_without_tensorrt_the_backend_says_why_and_refuses_clearly():
+    assert available_backends()["tensorrt"] == TRT_REASON
+    with pytest.raises(RuntimeError, match="'tensorrt' is unavailable here"):
+        make_engine("tensorrt")
+
+
+# ---- on a GPU with TensorRT ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpu_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from calibration.calibset import build_calibration_set
+    from calibration.quantize import quantize_int8
+    from rlfm_edge.model import ModelConfig
+    from rlfm_edge.model.gat import PolicyGAT
+    from rlfm_edge.model.io import save_model
+    from training.export import export_onnx
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model")
+    net = PolicyGAT(ModelConfig(hidden=32, heads=4, layers=4, max_successors=8, max_states=64, max_actions=8))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    save_model(net, path)
+    export_onnx(path)
+    quantize_int8(path, build_calibration_set(64, 8, 8, n_prior=32))
+    return path
+
+
+def _stats(seed, S=64, A=8):
+    from training.export import random_stats
+
+    return random_stats(np.random.default_rng(seed), S, A, 20 * S * A)
+
+
+@needs_gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_tensorrt_fp32_matches_onnx_runtime_within_1e_4(gpu_model, tmp_path, cuda_graph):
+    from rlfm_edge.inference.tensorrt_backend import TensorRTEngine
+
+    trt_engine = TensorRTEngine(gpu_model, "fp32", cache_dir=tmp_path, cuda_graph=cuda_graph)
+    ort_engine = make_engine("onnxruntime", gpu_model, "fp32", providers=["CPUExecutionProvider"])
+    for seed, (S, A) in enumerate([(64, 8), (20, 5)]):
+        stats = _stats(seed, S, A)
+        got = trt_engine.policy(stats, 15)
+        assert got.shape == (S, A)
+        assert np.abs(got - ort_engine.policy(stats, 15)).max() <= 1e-4
+
+
+@needs_gpu
+def test_tensorrt_int8_agrees_with_onnx_runtime_int8_on_greedy_actions(gpu_model, tmp_path):
+    from rlfm_edge.inference.tensorrt_backend import TensorRTEngine
+
+    trt_engine = TensorRTEngine(gpu_model, "int8", cache_dir=tmp_path)
+    ort_engine = make_engine("onnxruntime", gpu_model, "int8", providers=["CPUExecutionProvider"])
+    agree = total = 0
+    for seed in range(5):
+        stats = _stats(seed)
+        a, b = trt_engine.policy(stats, 15), ort_engine.policy(stats, 15)
+        agree += int((a.argmax(1) == b.argmax(1)).sum())
+        total += len(a)
+    assert agree >= 0.95 * total
+
+
+@needs_gpu
+def test_a_cached_engine_is_reused_and_a_corrupted_one_rebuilt(gpu_model, tmp_path, caplog):
+    from rlfm_edge.inference.tensorrt_backend import TensorRTEngine
+
+    first = TensorRTEngine(gpu_model, "fp32", cache_dir=tmp_path, progress=False)
+    with caplog.at_level(logging.INFO):
+        TensorRTEngine(gpu_model, "fp32", cache_dir=tmp_path, progress=False)
+    assert "building" not in caplog.text
+    first.plan.write_bytes(first.plan.read_bytes()[:100])
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again = TensorRTEngine(gpu_model, "fp32", cache_dir=tmp_path, progress=False)
+    assert "corrupted" in caplog.text and "building" in caplog.text
+    assert again.policy(_stats(0), 10).shape == (64, 8)
