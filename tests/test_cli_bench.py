@@ -9,14 +9,6 @@ import pytest
 from rlfm_edge import cli
 
 
-@pytest.fixture(autouse=True)
-def commands(monkeypatch):
-    """The lead registers these in COMMAND_MODULES; make sure they are there for the tests."""
-    names = list(cli.COMMAND_MODULES)
-    names += [m for m in ("bench", "info") if m not in names]
-    monkeypatch.setattr(cli, "COMMAND_MODULES", names)
-
-
 def run(argv: list[str]) -> int:
     """main(argv), with argparse's own usage errors (SystemExit) turned into the exit code."""
     try:

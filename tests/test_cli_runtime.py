@@ -17,14 +17,6 @@ from rlfm_edge.stats import CountStats
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cartpole_robot.yaml"
 
 
-@pytest.fixture(autouse=True)
-def commands(monkeypatch):
-    """The lead registers these in COMMAND_MODULES; make sure they are there for the tests."""
-    names = list(cli.COMMAND_MODULES)
-    names += [m for m in ("serve", "demo", "replay") if m not in names]
-    monkeypatch.setattr(cli, "COMMAND_MODULES", names)
-
-
 def run(argv):
     try:
         return cli.main(argv)

@@ -110,7 +110,6 @@ def test_full_disk_while_saving_never_loses_the_statistics_already_saved(tmp_pat
 
 
 def test_serve_command_drives_the_robot_and_its_log_replays(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "serve"])
     config = tmp_path / "robot.yaml"
     config.write_text((EXAMPLES / "cartpole_robot.yaml").read_text().replace(
         "control_period_s: 0.01", f"control_period_s: {1 / RATE_HZ}"))
