@@ -21,6 +21,7 @@ import yaml
 from rlfm_edge.inference.base import ModelLimitError
 
 CONFIG_VERSION = 1
+MAX_BINS = 1 << 16  # per dimension; more than any model serves, and bounds what a config allocates
 
 
 @dataclass(frozen=True)
@@ -156,25 +157,23 @@ class Discretizer:
                 raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
             unknown = set(d) - {"name", "low", "high", "bins", "edges"}
             if unknown:
-                raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
-            for key in ("low", "high"):
-                if isinstance(d.get(key), bool) or not isinstance(d.get(key), (int, float)):
-                    raise ValueError(f"{where}.{key}: expected a number, got {d.get(key)!r}")
-            _check_range(where, d["low"], d["high"])
+                raise ValueError(f"{where}: unknown field(s) {sorted(map(str, unknown))}")
+            low, high = (_number(f"{where}.{key}", d.get(key)) for key in ("low", "high"))
+            _check_range(where, low, high)
             name = str(d.get("name", f"x{i}"))
             if "edges" in d and d["edges"] is not None:
                 edges = d["edges"]
-                if not isinstance(edges, list) or any(
-                        isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges):
-                    raise ValueError(f"{where}.edges: expected a list of numbers")
-                dim = Dimension(name, float(d["low"]), float(d["high"]),
-                                tuple(float(e) for e in edges))
+                if not isinstance(edges, list) or len(edges) >= MAX_BINS:
+                    raise ValueError(f"{where}.edges: expected a list of fewer than {MAX_BINS} "
+                                     f"numbers")
+                dim = Dimension(name, low, high,
+                                tuple(_number(f"{where}.edges", e) for e in edges))
                 if "bins" in d and d["bins"] != dim.bins:
                     raise ValueError(f"{where}.bins: {d['bins']!r} disagrees with "
                                      f"{len(edges)} edges (expected bins = edges + 1)")
             else:
                 _check_bins(f"{where}.bins", d.get("bins"))
-                dim = Dimension.uniform(name, d["low"], d["high"], d["bins"])
+                dim = Dimension.uniform(name, low, high, d["bins"])
             _validate_dimension(where, dim)
             dims.append(dim)
         return cls(dims)
@@ -182,12 +181,7 @@ class Discretizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Discretizer:
         path = Path(path)
-        try:
-            config = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: discretizer config not found") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
+        config = load_yaml(path, "discretizer config")
         if isinstance(config, dict) and "discretizer" in config:  # section of a robot config
             config = config["discretizer"]
         return cls.from_config(config, source=str(path))
@@ -202,6 +196,26 @@ class Discretizer:
         return f"Discretizer(bins={list(self.bins)}, n_states={self.n_states})"
 
 
+def load_yaml(path: Path, what: str):
+    """A YAML file parsed safely; ValueError naming the file for anything that is not YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"{path}: {what} is not valid YAML ({type(exc).__name__}: {exc})") from None
+
+
+def _number(where: str, value) -> float:
+    """A finite-or-not float from a config value; ValueError for non-numbers and huge integers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{where}: {value} is too large for a float") from None
+
+
 def _bins_per_dim(bins, n: int) -> list:
     if isinstance(bins, (list, tuple, np.ndarray)):
         if len(bins) != n:
@@ -211,8 +225,8 @@ def _bins_per_dim(bins, n: int) -> list:
 
 
 def _check_bins(where: str, b) -> None:
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-        raise ValueError(f"{where}: expected a positive integer, got {b!r}")
+    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= MAX_BINS:
+        raise ValueError(f"{where}: expected a positive integer at most {MAX_BINS}, got {b!r}")
 
 
 def _check_range(where: str, low, high) -> None:

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from mcap.exceptions import McapError
-from mcap.reader import make_reader
+from mcap.records import Channel, Chunk, Schema
+from mcap.records import Message as McapMessage
+from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer
 
@@ -79,7 +81,10 @@ class TransitionLogger:
                  discretizer_yaml: str = "") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb")  # noqa: SIM115 - owned until close()
+        # rw-r--r-- whatever the umask: a log other users could rewrite could poison `replay`
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.fchmod(fd, 0o644)
+        self._file = os.fdopen(fd, "wb")  # owned until close()
         self._writer = Writer(self._file)
         self._step_schema = self._writer.register_msgdef(STEP_TYPE, STEP_DEF)
         info_schema = self._writer.register_msgdef(INFO_TYPE, INFO_DEF)
@@ -111,16 +116,63 @@ class TransitionLogger:
         self.close()
 
 
+# Reading: the file is outside input. Records may not claim more than the file holds, chunks
+# may not inflate beyond MAX_CHUNK_BYTES, and messages are decoded with this module's own
+# definitions (a log whose schema text differs is refused), so a corrupted or crafted log
+# gives a ValueError, not a parser crash in a dependency or an allocation it asked for.
+MAX_CHUNK_BYTES = 64 << 20  # TransitionLogger writes 1 MiB chunks
+MAX_STATISTICS_BYTES = 1 << 30  # CountStats a log's LogInfo may ask read_statistics to allocate
+_DEFS = {INFO_TOPIC: (INFO_TYPE, INFO_DEF), STEP_TOPIC: (STEP_TYPE, STEP_DEF)}
+
+
+def _decoder(topic: str):
+    name, definition = _DEFS[topic]
+    schema = Schema(id=0, name=name, encoding=SchemaEncoding.ROS2, data=definition.encode())
+    return DecoderFactory().decoder_for(MessageEncoding.CDR, schema)
+
+
+def _records(f, size: int):
+    """The MCAP records of an open file, chunks checked and broken up here."""
+    reader = StreamReader(f, emit_chunks=True, validate_crcs=True, record_size_limit=size)
+    for record in reader.records:
+        if not isinstance(record, Chunk):
+            yield record
+            continue
+        if record.compression not in ("", "zstd") or record.uncompressed_size > MAX_CHUNK_BYTES:
+            raise ValueError(f"chunk of {record.uncompressed_size} bytes compressed with "
+                             f"{record.compression!r} (expected zstd or none, at most "
+                             f"{MAX_CHUNK_BYTES} bytes)")
+        yield from breakup_chunk(record, validate_crc=True)
+
+
 def _messages(path: Path, topic: str):
+    decode = _decoder(topic)
+    schema_type, schema_data = _DEFS[topic][0], _DEFS[topic][1].encode()
+    schemas: dict[int, Schema] = {}
+    channels: dict[int, Channel] = {}
     try:
         with open(path, "rb") as f:
-            reader = make_reader(f, decoder_factories=[DecoderFactory()])
-            for _, _, _, msg in reader.iter_decoded_messages(topics=[topic]):
-                yield msg
+            size = os.fstat(f.fileno()).st_size
+            for record in _records(f, size):
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, McapMessage):
+                    channel = channels.get(record.channel_id)
+                    if channel is None or channel.topic != topic:
+                        continue
+                    schema = schemas.get(channel.schema_id)
+                    if schema is None or (schema.name, schema.data) != (schema_type, schema_data) \
+                            or channel.message_encoding != MessageEncoding.CDR:
+                        raise ValueError(f"{topic} is not recorded as {schema_type} (CDR) of log "
+                                         f"format {LOG_FORMAT_VERSION}")
+                    yield decode(record.data)
     except FileNotFoundError:
         raise ValueError(f"{path}: log file not found") from None
-    except (McapError, OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: not a readable rlfm-edge MCAP log ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - mcap, zstd and CDR raise many types on bad bytes
+        raise ValueError(f"{path}: not a readable rlfm-edge MCAP log ({type(exc).__name__}: "
+                         f"{exc})") from None
 
 
 def read_info(path: str | os.PathLike) -> dict:
@@ -130,7 +182,11 @@ def read_info(path: str | os.PathLike) -> dict:
         if msg.format_version != LOG_FORMAT_VERSION:
             raise ValueError(f"{path}: log format version {msg.format_version}, expected "
                              f"{LOG_FORMAT_VERSION}")
-        return {"n_states": msg.n_states, "n_actions": msg.n_actions, "horizon": msg.horizon,
+        S, A = msg.n_states, msg.n_actions
+        if S < 1 or A < 1 or S * A * S * 8 > MAX_STATISTICS_BYTES:
+            raise ValueError(f"{path}: n_states={S}, n_actions={A} are not positive or give "
+                             f"statistics above {MAX_STATISTICS_BYTES} bytes")
+        return {"n_states": S, "n_actions": A, "horizon": msg.horizon,
                 "discretizer_yaml": msg.discretizer_yaml}
     raise ValueError(f"{path}: no {INFO_TOPIC} record; not an rlfm-edge transition log")
 

@@ -12,10 +12,11 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from rlfm_edge.npz import NpzFormatError, read_npz
 
 FORMAT_VERSION = 1
 _ARRAYS = ("n_sas", "reward_sum", "reward_sq_sum")
@@ -220,19 +221,26 @@ class CountStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CountStats:
-        """Read a file written by :meth:`save`; raises StatsFileError naming what is wrong."""
+        """Read a file written by :meth:`save`; raises StatsFileError naming what is wrong.
+
+        Reads no pickle and allocates no more than the file's size before the checks below
+        pass (see rlfm_edge.npz), whatever sizes a corrupted or crafted file claims.
+        """
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = read_npz(path)
         except FileNotFoundError:
             raise StatsFileError(f"{path}: statistics file not found") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError,
-                NotImplementedError) as exc:
+        except NpzFormatError as exc:
+            raise StatsFileError(f"{exc}; not a statistics file written by CountStats.save") from None
+        except OSError as exc:
             raise StatsFileError(f"{path}: not a readable statistics file ({exc})") from None
+        meta_raw = arrays.pop("meta", None)
         try:
-            meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except (KeyError, ValueError, UnicodeDecodeError):
+            if meta_raw is None or meta_raw.dtype != np.uint8 or meta_raw.ndim != 1:
+                raise ValueError("meta: expected a 1-D uint8 array")
+            meta = json.loads(meta_raw.tobytes().decode())
+        except (ValueError, RecursionError):
             raise StatsFileError(f"{path}: missing or unreadable header") from None
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             raise StatsFileError(
@@ -244,16 +252,22 @@ class CountStats:
         if cls._digest(arrays) != meta.get("sha256"):
             raise StatsFileError(f"{path}: checksum mismatch, the file is corrupted")
         S, A = meta.get("n_states"), meta.get("n_actions")
-        n_sas = arrays["n_sas"]
-        if n_sas.shape != (S, A, S) or arrays["reward_sum"].shape != (S, A):
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (S, A)):
+            raise StatsFileError(f"{path}: header n_states={S!r}, n_actions={A!r} are not positive "
+                                 f"integers")
+        n_sas, r_sum, r_sq = (arrays[name] for name in _ARRAYS)
+        if n_sas.shape != (S, A, S) or r_sum.shape != (S, A) or r_sq.shape != (S, A):
             raise StatsFileError(f"{path}: array shapes do not match S={S}, A={A}")
         if n_sas.dtype != np.int64 or np.any(n_sas < 0):
             raise StatsFileError(f"{path}: counts must be non-negative int64")
+        if r_sum.dtype != np.float64 or r_sq.dtype != np.float64 or not (
+                np.all(np.isfinite(r_sum)) and np.all(np.isfinite(r_sq))):
+            raise StatsFileError(f"{path}: reward sums must be finite float64")
         stats = cls(S, A)
         stats.n_sas[...] = n_sas
         stats.n_sa[...] = n_sas.sum(axis=2)
-        stats.reward_sum[...] = arrays["reward_sum"]
-        stats.reward_sq_sum[...] = arrays["reward_sq_sum"]
+        stats.reward_sum[...] = r_sum
+        stats.reward_sq_sum[...] = r_sq
         return stats
 
     @classmethod

@@ -17,9 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from rlfm_edge.model.config import ModelConfig
+from rlfm_edge.npz import NpzFormatError, read_npz
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 MANIFEST = "manifest.json"
+# Far above the shipped model (hidden 32, 4 layers, Smax 256, Amax 8); a config beyond these
+# is a corrupted or hostile file, refused before anything is built from it.
+CONFIG_LIMITS = {"hidden": 4096, "heads": 256, "layers": 64, "max_successors": 1024,
+                 "max_states": 1 << 16, "max_actions": 1024}
 
 
 class ModelFileError(ValueError):
@@ -60,15 +65,24 @@ def write_manifest(model_dir: Path, extra: dict | None = None) -> dict:
 
 
 def verify_manifest(model_dir: Path, required: tuple[str, ...] = ()) -> dict:
-    """Check every file listed in the manifest; raise ModelFileError naming the first mismatch."""
+    """Check every file listed in the manifest; raise ModelFileError naming the first mismatch.
+
+    Names must be plain file names inside ``model_dir`` (no folders, no ``..``): a manifest
+    cannot make the loader read, or vouch for, a file elsewhere.
+    """
     path = model_dir / MANIFEST
     try:
         manifest = json.loads(path.read_text())
         files = manifest["files"]
     except FileNotFoundError:
         raise ModelFileError(f"{path}: manifest not found; is {model_dir} a model directory?") from None
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise ModelFileError(f"{path}: unreadable manifest") from None
+    if not isinstance(files, dict) or not all(
+            isinstance(name, str) and _is_plain_name(name) and isinstance(digest, str)
+            for name, digest in files.items()):
+        raise ModelFileError(f"{path}: 'files' must map plain file names in {model_dir} to sha256 "
+                             f"strings")
     for name in required:
         if name not in files:
             raise ModelFileError(f"{path}: does not list the required file {name}")
@@ -79,6 +93,10 @@ def verify_manifest(model_dir: Path, required: tuple[str, ...] = ()) -> dict:
         if sha256_file(f) != digest:
             raise ModelFileError(f"{f}: sha256 does not match the manifest (corrupted or replaced)")
     return manifest
+
+
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
 def save_model(net, model_dir: Path, record: dict | None = None) -> None:
@@ -97,30 +115,49 @@ def save_model(net, model_dir: Path, record: dict | None = None) -> None:
 
 
 def load_config(model_dir: Path) -> ModelConfig:
+    """The verified directory's config.json, refused when far beyond any network we build."""
     path = Path(model_dir) / "config.json"
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
+        config = ModelConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: not a valid model config ({exc})") from None
+    for name, limit in CONFIG_LIMITS.items():
+        if getattr(config, name) > limit:
+            raise ModelFileError(f"{path}: {name}={getattr(config, name)} is above the limit {limit}")
+    return config
 
 
 def load_model(model_dir: Path | str | None = None):
-    """The PolicyGAT stored in model_dir (default: the shipped model), verified first."""
+    """The PolicyGAT stored in model_dir (default: the shipped model), verified first.
+
+    The weights are read without pickle and must have exactly the shapes the config gives
+    (checked on a meta-device twin) before the network itself is allocated.
+    """
     import torch
 
     from rlfm_edge.model.gat import PolicyGAT
 
     model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     verify_manifest(model_dir, required=("weights.npz", "config.json"))
-    net = PolicyGAT(load_config(model_dir))
-    with np.load(model_dir / "weights.npz", allow_pickle=False) as z:
-        state = {k: torch.from_numpy(z[k]) for k in z.files}
-    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
-    if missing or unexpected:
-        raise ModelFileError(f"{model_dir / 'weights.npz'}: weights do not fit the config "
-                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    config = load_config(model_dir)
+    weights = model_dir / "weights.npz"
     try:
-        net.load_state_dict(state)
+        arrays = read_npz(weights)
+    except (OSError, NpzFormatError) as exc:
+        raise ModelFileError(f"{weights}: not a readable weights file ({exc})") from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in PolicyGAT(config).state_dict().items()}
+    missing, unexpected = set(expected) - set(arrays), set(arrays) - set(expected)
+    if missing or unexpected:
+        raise ModelFileError(f"{weights}: weights do not fit the config "
+                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    wrong = [k for k, v in arrays.items() if v.shape != expected[k] or v.dtype.kind != "f"]
+    if wrong:
+        raise ModelFileError(f"{weights}: {wrong[0]} has shape {arrays[wrong[0]].shape} and dtype "
+                             f"{arrays[wrong[0]].dtype}; the config needs float {expected[wrong[0]]}")
+    net = PolicyGAT(config)
+    try:
+        net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()})
     except RuntimeError as exc:
-        raise ModelFileError(f"{model_dir / 'weights.npz'}: weights do not fit the config: {exc}") from None
+        raise ModelFileError(f"{weights}: weights do not fit the config: {exc}") from None
     return net.eval()

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlfm_edge.discretize import Discretizer
-from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.inference.base import ModelLimitError, PolicyEngine
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.persistence import StatsPersistence
 from rlfm_edge.stats import CountStats
@@ -127,6 +127,9 @@ class OnlineAgent:
             raise ValueError(f"safe_action: expected None or an action in [0, {n_actions}), "
                              f"got {safe_action!r}")
         discretizer.check_fits(engine.max_states - bool(terminal_state))
+        if n_actions > engine.max_actions:  # before the statistics are allocated
+            raise ModelLimitError(f"n_actions: {n_actions} actions but the {engine.backend} engine "
+                                  f"serves at most {engine.max_actions}")
         S = discretizer.n_states + bool(terminal_state)
         if stats is None:
             stats = (persistence.load_or_new(S, n_actions) if persistence is not None

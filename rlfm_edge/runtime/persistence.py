@@ -9,6 +9,8 @@ last good copy out of ``.prev``.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import threading
@@ -51,7 +53,15 @@ class StatsPersistence:
         return self.path.with_name(self.path.name + ".prev")
 
     def load_or_new(self, n_states: int, n_actions: int) -> CountStats:
-        """Saved statistics (or their last good copy), else empty ones; says which."""
+        """Saved statistics (or their last good copy), else empty ones; says which.
+
+        Temporary files of saves cut short by a crash (``<name>.*.tmp``) are removed first:
+        one agent owns one statistics path.
+        """
+        for stale in self.path.parent.glob(glob.escape(self.path.name) + ".*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                log.info("removed %s, left by a save that was cut short", stale)
         if not self.path.exists() and not self.prev_path.exists():
             log.info("no statistics at %s; starting from empty statistics", self.path)
             return CountStats(n_states, n_actions)

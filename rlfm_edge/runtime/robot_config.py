@@ -23,13 +23,14 @@ Relative paths are relative to the current directory, as on the command line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from rlfm_edge.discretize import Discretizer
+from rlfm_edge.discretize import Discretizer, load_yaml
 from rlfm_edge.inference.base import PolicyEngine
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.online_agent import OnlineAgent
@@ -68,13 +69,7 @@ class RobotConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> RobotConfig:
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: robot config not found") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(load_yaml(path, "robot config"), source=str(path))
 
     @classmethod
     def from_dict(cls, raw, source: str = "robot config") -> RobotConfig:
@@ -82,7 +77,7 @@ class RobotConfig:
             raise ValueError(f"{source}: expected a mapping of fields, got {type(raw).__name__}")
         unknown = set(raw) - _FIELDS
         if unknown:
-            raise ValueError(f"{source}: unknown field(s) {sorted(unknown)}; expected some of "
+            raise ValueError(f"{source}: unknown field(s) {sorted(map(str, unknown))}; expected some of "
                              f"{sorted(_FIELDS)}")
         if raw.get("version", CONFIG_VERSION) != CONFIG_VERSION:
             raise ValueError(f"{source}: version: expected {CONFIG_VERSION}, got "
@@ -120,7 +115,7 @@ class RobotConfig:
                 raise ValueError(f"{where}: expected a mapping with 'path' (or null)")
             unknown = set(stats) - _STATS_FIELDS
             if unknown:
-                raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+                raise ValueError(f"{where}: unknown field(s) {sorted(map(str, unknown))}")
             cfg.stats_path = _path(where, stats, "path")
             cfg.save_every_s = _optional_float(where, stats, "save_every_s", 30.0)
             every = stats.get("save_every_steps")
@@ -161,8 +156,8 @@ def _int(source: str, raw: dict, key: str, minimum: int, default: int | None = N
 
 def _float(source: str, raw: dict, key: str, default: float) -> float:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{source}: {key}: expected a number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{source}: {key}: expected a number > 0 (finite), got {value!r}")
     return float(value)
 
 
