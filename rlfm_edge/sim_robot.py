@@ -50,7 +50,7 @@ CARTPOLE_CONFIG = {
         {"name": "cart_velocity", "low": -1.5, "high": 1.5, "bins": 3},
         {"name": "pole_angle", "low": -0.21, "high": 0.21, "bins": 6},
         {"name": "pole_angular_velocity", "low": -2.0, "high": 2.0, "bins": 6}]},
-    "n_actions": 2, "horizon": 40, "terminal_state": True, "mode": "sample", "temperature": 1.0,
+    "n_actions": 2, "horizon": 40, "terminal_state": True, "mode": "sample", "temperature": 0.3,
     "refresh_every": 10, "control_period_s": 0.01, "seed": 0,
 }
 

@@ -106,7 +106,7 @@ class OnlineAgent:
     """
 
     def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
-                 n_actions: int, *, mode: str = "sample", temperature: float = 1.0,
+                 n_actions: int, *, mode: str = "sample", temperature: float = 0.3,
                  refresh_every: int = 10, refresh_on_new_pair: bool = True,
                  refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
                  safe_action: int | None = None, terminal_state: bool = False,

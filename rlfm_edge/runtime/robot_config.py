@@ -9,7 +9,7 @@ n_actions: 2
 horizon: 40            # the horizon given to the model (trained on 5..60)
 terminal_state: true   # episodes can end by failure (an absorbing state)
 mode: sample           # or greedy
-temperature: 1.0
+temperature: 0.3
 refresh_every: 10
 control_period_s: 0.01 # the robot's tick: refreshes/steps slower than this are counted
 safe_action: null      # action before the first policy; null = uniform random
@@ -51,7 +51,7 @@ class RobotConfig:
     horizon: int
     terminal_state: bool = False
     mode: str = "sample"
-    temperature: float = 1.0
+    temperature: float = 0.3
     refresh_every: int = 10
     control_period_s: float = 0.01
     safe_action: int | None = None
@@ -92,7 +92,7 @@ class RobotConfig:
             horizon=_int(source, raw, "horizon", HORIZON_RANGE[0]),
             terminal_state=_bool(source, raw, "terminal_state", False),
             mode=raw.get("mode", "sample"),
-            temperature=_float(source, raw, "temperature", 1.0),
+            temperature=_float(source, raw, "temperature", 0.3),
             refresh_every=_int(source, raw, "refresh_every", 1, default=10),
             control_period_s=_float(source, raw, "control_period_s", 0.01),
             seed=_int(source, raw, "seed", 0, default=0),

@@ -83,7 +83,7 @@ PARAMETERS: dict[str, tuple] = {
     "joint_state_fields": (["position"], "JointState fields concatenated into the observation",
                            JOINT_STATE_FIELDS),
     "action_mode": ("sample", "sample from the policy (explores) or act greedily", MODES),
-    "temperature": (1.0, "softmax temperature of the sampled policy", (1e-3, 1e3)),
+    "temperature": (0.3, "softmax temperature of the sampled policy", (1e-3, 1e3)),
     "horizon": (20, "episode horizon given to the policy engine", (1, 100000)),
     "n_actions": (4, "size of the discrete action space", (1, 1024)),
     "safe_action": (-1, "action before the first policy exists; -1 = uniform random",
