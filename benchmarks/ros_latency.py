@@ -24,7 +24,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG_SRC = ROOT / "ros2_ws" / "src" / "rlfm_edge_ros"
-QUICK_MODEL = ROOT / "runs" / "quick" / "model"
 
 
 def measure(backend: str, messages: int, rate_hz: float, model: Path | None, context) -> dict:
@@ -107,13 +106,8 @@ def main() -> int:
     rows = []
     try:
         for backend in args.backends:
-            model = None
-            if backend == "torch":
-                if not (QUICK_MODEL / "manifest.json").exists():
-                    print(f"skipping torch: no model at {QUICK_MODEL}")
-                    continue
-                model = QUICK_MODEL
-            rows.append(measure(backend, args.messages, args.rate_hz, model, context))
+            # Model backends run the shipped default model.
+            rows.append(measure(backend, args.messages, args.rate_hz, None, context))
             print(rows[-1], flush=True)
     finally:
         rclpy.shutdown(context=context)
@@ -125,7 +119,7 @@ def main() -> int:
              "| last refresh ms |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['backend']}{' (runs/quick model)' if r['backend'] == 'torch' else ''} | "
+        lines.append(f"| {r['backend']}{'' if r['backend'] == 'planning' else ' (default model)'} | "
                      f"{r['n']} | {r['lost']} | {r['median_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['max_ms']:.2f} | {r['refreshes']} ({r['late_refreshes']}) | {r['refresh_ms']} |")
     body = "\n".join(lines)
