@@ -19,7 +19,7 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed: pip install
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG_SRC = ROOT / "ros2_ws" / "src" / "rlfm_edge_ros"
-QUICK_MODEL = ROOT / "runs" / "quick" / "model"
+DEFAULT_MODEL = ROOT / "rlfm_edge" / "models" / "default"
 if str(PKG_SRC) not in sys.path:
     sys.path.insert(0, str(PKG_SRC))
 
@@ -258,18 +258,16 @@ def test_joint_state_observations_concatenate_the_selected_fields(start_agent):
     assert diag["dropped_observations"] == "1" and diag["transitions"] == "1"
 
 
-@pytest.mark.skipif(not (QUICK_MODEL / "manifest.json").exists(),
-                    reason=f"no trained model at {QUICK_MODEL} (train with the quick config first)")
-def test_torch_backend_serves_a_trained_model(start_agent):
+def test_torch_backend_serves_the_shipped_model(start_agent):
     pytest.importorskip("torch", reason="torch is not installed (the `train` extra)")
-    client, _, _ = start_agent("backend:=torch", f"model_file_path:={QUICK_MODEL}",
+    client, _, _ = start_agent("backend:=torch", f"model_file_path:={DEFAULT_MODEL}",
                                "observation_dim:=2", "bins_per_dimension:=16", "n_actions:=4")
     _bring_up(client)
     _episode(client, 10, 4)
     diag = client.latest_diagnostics(lambda d: d.get("steps") == "10" and d.get("refreshes") != "0")
     assert diag is not None
     assert diag["backend"] == "torch" and diag["n_states"] == "256"
-    assert diag["model_version"].startswith("model@") and diag["refresh_failures"] == "0"
+    assert diag["model_version"].startswith("default@") and diag["refresh_failures"] == "0"
 
 
 def test_serial_bridge_answers_robot_frames_through_the_agent_node(start_agent, tmp_path):

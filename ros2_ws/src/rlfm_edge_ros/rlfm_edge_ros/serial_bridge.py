@@ -1,6 +1,6 @@
 """rlfm_serial_bridge: a microcontroller robot's serial link, as the rlfm_agent node's topics.
 
-For robots that speak the rlfm-edge serial protocol (.notes/serial_protocol.md) and want the
+For robots that speak the rlfm-edge serial protocol (README, "Serial protocol") and want the
 agent inside a ROS 2 graph (so it is managed, logged, and shares /diagnostics). Each
 OBSERVATION frame becomes ``~/reward`` (unless it starts an episode) then ``~/observation`` on
 the agent; the agent's ``~/action`` goes back as the ACTION frame answering it. An
