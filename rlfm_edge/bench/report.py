@@ -110,6 +110,21 @@ def _pyplot():
     return plt
 
 
+def _plot_band(ax, x, curves: np.ndarray, label: str, **style) -> None:
+    """Mean over seeds (rows of ``curves``) with its 95% confidence band."""
+    mean, half = metrics.band(curves)
+    (line,) = ax.plot(x, mean, label=label, **style)
+    ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+
+
+def _save(fig, results: dict, path: str | os.PathLike) -> Path:
+    fig.suptitle(f"mean and 95% CI over {len(results['config']['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return Path(path)
+
+
 def plot_online(results: dict, path: str | os.PathLike,
                 window: int = metrics.THRESHOLD_WINDOW) -> Path:
     """Per env (columns): moving-average return and cumulative regret, mean and 95% band."""
@@ -127,20 +142,14 @@ def plot_online(results: dict, path: str | os.PathLike,
                 (bottom, np.stack([metrics.cumulative_regret(r, res["v_star"])
                                    for r in returns])),
             ):
-                mean, half = metrics.band(curves)
-                (line,) = ax.plot(x, mean, label=agent)
-                ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+                _plot_band(ax, x, curves, agent)
         top.axhline(res["v_star"], color="k", ls="--", lw=1, label="V*(mu0)")
         top.set_title(env)
         top.set_ylabel(f"return ({window}-episode moving average)")
         bottom.set_ylabel("cumulative regret")
         bottom.set_xlabel("episode")
         top.legend(fontsize="small")
-    fig.suptitle(f"mean and 95% CI over {len(results['config']['seeds'])} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, results, path)
 
 
 def plot_offline(results: dict, path: str | os.PathLike) -> Path:
@@ -156,10 +165,8 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
             ax = axes[i, j]
             sizes = list(res["values"][b])
             for m in results["config"]["methods"]:
-                mean, half = metrics.band(np.stack([res["values"][b][n][m] for n in sizes], 1))
-                (line,) = ax.plot(sizes, mean, marker="o", label=m)
-                ax.fill_between(sizes, mean - half, mean + half, color=line.get_color(),
-                                alpha=0.2)
+                _plot_band(ax, sizes, np.stack([res["values"][b][n][m] for n in sizes], 1), m,
+                           marker="o")
             ax.axhline(res["v_star"], color="k", ls="--", lw=1, label="V*(mu0)")
             ax.axhline(res["behaviour_values"][b], color="grey", ls=":", lw=1,
                        label="behaviour")
@@ -168,11 +175,7 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
             ax.set_xlabel("dataset size (episodes of H steps)")
             ax.set_ylabel("V^pi(mu0)")
             ax.legend(fontsize="small")
-    fig.suptitle(f"mean and 95% CI over {len(results['config']['seeds'])} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, results, path)
 
 
 def write_report(results: dict, out_dir: str | os.PathLike) -> tuple[str, list[Path]]:
