@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.model.features import INPUT_NAMES, GraphFeatures, build_features, pad_features
-from rlfm_edge.model.io import atomic_write_bytes
 from rlfm_edge.stats import CountStats
 
 SNAPSHOTS = (0.05, 0.2, 0.5, 1.0)  # fractions of a log's transitions kept as calibration samples

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
-from rlfm_edge.model.io import atomic_write_bytes, sha256_file
+from rlfm_edge.model.io import sha256_file
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
 MAX_INT8_BYTES = 2_000_000

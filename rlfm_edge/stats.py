@@ -11,11 +11,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.npz import NpzFormatError, read_npz
 
 FORMAT_VERSION = 1
@@ -198,26 +198,7 @@ class CountStats:
                 "n_actions": self.n_actions, "sha256": self._digest(payload)}
         buf = io.BytesIO()
         np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **payload)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            if keep_previous and path.exists():
-                os.replace(path, path.with_name(path.name + ".prev"))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return path
+        return atomic_write_bytes(path, buf.getvalue(), keep_previous=keep_previous)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CountStats:

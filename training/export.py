@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.inference.onnx_backend import ONNX_FILES, spec_path
 from rlfm_edge.model.features import INPUT_NAMES, OUTPUT_NAMES, build_features, pad_features
 from rlfm_edge.model.io import (
     MANIFEST,
-    atomic_write_bytes,
     load_model,
     sha256_file,
     write_manifest,

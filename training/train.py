@@ -29,9 +29,10 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.model.config import ModelConfig
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
-from rlfm_edge.model.io import atomic_write_bytes, load_model, save_model
+from rlfm_edge.model.io import load_model, save_model
 from training.data import DataConfig, generate, load_shard
 from training.losses import boltzmann_cross_entropy
 from training.prior import PriorConfig

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.bench import metrics
 
 
@@ -221,13 +221,5 @@ def record_section(path: str | os.PathLike, title: str, command: str, body: str)
                    len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(new)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, new.encode())
     return path

@@ -18,7 +18,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlfm_edge.model.io import atomic_write_bytes
+from rlfm_edge.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
