@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from rlfm_edge.inference.base import action_probabilities
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import GraphFeatures, build_features
 from rlfm_edge.planning import backward_induction, value_iteration
@@ -96,9 +97,7 @@ def _model_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator,
     for n in np.array_split(np.arange(episodes), int(rng.integers(3, 9))):
         if not n.size:
             continue
-        logits = policy(stats, mdp.horizon)
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        p = action_probabilities(policy(stats, mdp.horizon))
         rollout(mdp, np.broadcast_to(p, (mdp.horizon, *p.shape)), n.size, rng, stats)
     return stats
 

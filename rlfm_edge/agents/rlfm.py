@@ -22,14 +22,8 @@ import numpy as np
 
 from rlfm_edge.agents.base import Agent, check_choice, check_positive_float
 from rlfm_edge.inference import PolicyEngine, make_engine
+from rlfm_edge.inference.base import action_probabilities
 from rlfm_edge.offline import OfflineData, register_method
-
-
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=-1, keepdims=True)
 
 
 class RLFMAgent(Agent):
@@ -49,7 +43,7 @@ class RLFMAgent(Agent):
 
     def _refresh(self) -> None:
         self.logits = self.engine.policy(self.stats, self.horizon)
-        self.cdf = np.cumsum(softmax(self.logits, self.temperature), axis=1)
+        self.cdf = np.cumsum(action_probabilities(self.logits, self.temperature), axis=1)
 
     def _act(self, s: int, h: int) -> int:
         if self.mode == "greedy":

@@ -9,6 +9,13 @@ import numpy as np
 from rlfm_edge.stats import CountStats
 
 
+def action_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / temperature) over the last axis: the policy an agent samples from."""
+    z = logits / temperature
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
 class ModelLimitError(ValueError):
     """Statistics larger than the model was exported for."""
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlfm_edge.discretize import Discretizer
-from rlfm_edge.inference.base import ModelLimitError, PolicyEngine
+from rlfm_edge.inference.base import ModelLimitError, PolicyEngine, action_probabilities
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.persistence import StatsPersistence
 from rlfm_edge.stats import CountStats
@@ -419,10 +419,7 @@ class OnlineAgent:
             self._inflight_start = None
 
     def _make_policy(self, logits: np.ndarray, version: int) -> _Policy:
-        z = logits / self.temperature
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        cdf = np.cumsum(action_probabilities(logits, self.temperature), axis=1)
         return _Policy(np.argmax(logits, axis=1).tolist(), cdf.tolist(), version)
 
     # -- shutdown --------------------------------------------------------------------------
