@@ -92,3 +92,26 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
 
     write_spec(model_dir, qspec)
     return qspec
+
+
+def greedy_agreement(fp32, int8, feats, clear_gap: float = 0.05) -> dict:
+    """How often INT8's greedy action is FP32's, over the visited states of ``feats``.
+
+    ``fp32``/``int8`` are OnnxRuntimeEngines of one model. Also counted apart: states where
+    FP32's top-2 logits differ by at least ``clear_gap`` (near-ties flip under any noise).
+    """
+    from calibration.calibset import calibration_inputs
+
+    out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0}
+    for g, x in zip(feats, calibration_inputs(feats, fp32.max_states, fp32.max_actions,
+                                              fp32.max_successors), strict=True):
+        la = fp32.run_padded(x)[0, :g.n_states, :g.n_actions]
+        same = la.argmax(1) == int8.run_padded(x)[0, :g.n_states, :g.n_actions].argmax(1)
+        top2 = np.sort(la, axis=1)[:, -2:]
+        visited = g.state_x[:, 2] > 0
+        clear = visited & (top2[:, 1] - top2[:, 0] >= clear_gap)
+        out["agree"] += int(same[visited].sum())
+        out["total"] += int(visited.sum())
+        out["clear_agree"] += int(same[clear].sum())
+        out["clear_total"] += int(clear.sum())
+    return out
