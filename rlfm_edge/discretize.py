@@ -13,6 +13,7 @@ import math
 import os
 from bisect import bisect_right
 from dataclasses import dataclass
+from math import isfinite
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,9 @@ class Discretizer:
         self.bins = tuple(d.bins for d in dimensions)
         self.n_states = math.prod(self.bins)
         self.clipped = 0  # observation values seen outside [low, high]
-        self._edges = [list(d.edges) for d in dimensions]
-        self._lows = [d.low for d in dimensions]
-        self._highs = [d.high for d in dimensions]
-        self._strides = [math.prod(self.bins[i + 1:]) for i in range(len(self.bins))]
+        # per dimension: (edges, low, high, stride of its bin in the state index)
+        self._dims = tuple((list(d.edges), d.low, d.high, math.prod(self.bins[i + 1:]))
+                           for i, d in enumerate(dimensions))
 
     @property
     def n_dims(self) -> int:
@@ -108,20 +108,25 @@ class Discretizer:
 
     # -- mapping ---------------------------------------------------------------------------
     def state(self, observation) -> int:
-        """State index of one observation; ValueError on wrong length or NaN/inf."""
-        x = observation if isinstance(observation, np.ndarray) else np.asarray(observation, float)
-        if x.shape != (len(self._edges),):
-            raise ValueError(f"observation: expected {len(self._edges)} values, got shape "
-                             f"{x.shape}")
-        values = x.tolist()
+        """State index of one observation; ValueError on wrong length, non-numbers or NaN/inf.
+
+        Pure Python with as few calls as possible: it runs once per control tick, when caches
+        are cold and every numpy call or extra frame costs microseconds.
+        """
+        values = observation if type(observation) is list else _as_list(observation)
+        if len(values) != len(self._dims):
+            raise ValueError(f"observation: expected {len(self._dims)} values, got "
+                             f"{len(values)}")
         index = 0
-        for v, edges, lo, hi, stride in zip(values, self._edges, self._lows, self._highs,
-                                            self._strides, strict=True):
-            if not math.isfinite(v):
-                raise ValueError(f"observation: non-finite value {v}")
-            if v < lo or v > hi:
-                self.clipped += 1
-            index += bisect_right(edges, v) * stride
+        try:
+            for v, (edges, lo, hi, stride) in zip(values, self._dims, strict=True):
+                if not isfinite(v):
+                    raise ValueError(f"observation: non-finite value {v}")
+                if v < lo or v > hi:
+                    self.clipped += 1
+                index += bisect_right(edges, v) * stride
+        except TypeError:
+            raise ValueError(f"observation: expected numbers, got {observation!r:.80}") from None
         return index
 
     def check_fits(self, max_states: int) -> None:
@@ -232,6 +237,19 @@ def _check_bins(where: str, b) -> None:
 def _check_range(where: str, low, high) -> None:
     if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
         raise ValueError(f"{where}: expected finite low < high, got low={low}, high={high}")
+
+
+def _as_list(observation) -> list:
+    """Anything sequence-like (tuple, numpy vector) as a flat list; ValueError otherwise."""
+    if isinstance(observation, np.ndarray):
+        if observation.ndim != 1:
+            raise ValueError(f"observation: expected a vector, got shape {observation.shape}")
+        return observation.tolist()
+    try:
+        return list(observation)
+    except TypeError:
+        raise ValueError(f"observation: expected a sequence of numbers, got "
+                         f"{type(observation).__name__}") from None
 
 
 def _validate_dimension(where: str, d: Dimension) -> None:

@@ -255,7 +255,7 @@ def test_reset_statistics_forgets_experience_in_the_snapshot_too():
         agent.step(_obs(1), 1.0)
         assert agent.wait_refreshed(agent.request_refresh(), timeout=10)
         assert agent.stats.n_transitions == 1
-        assert agent._replica == agent.stats
+        assert agent._stats == agent.stats
 
 
 def test_transition_log_replays_to_the_live_statistics(tmp_path):

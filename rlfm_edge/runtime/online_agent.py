@@ -1,13 +1,17 @@
 """The robot's control-loop agent: discretize, count, act from the latest policy, never wait.
 
-``step(observation, reward)`` does O(1) work in the caller's thread: it records the
-transition closed by this observation in the live CountStats, reads the latest policy and
-returns an action. Two background threads do the rest:
+``step(observation, reward)`` does O(1) pure-Python work in the caller's thread: it
+discretizes the observation, queues the transition it closes, reads the latest policy and
+returns an action. It touches no numpy array: on a small robot computer, and worse in a VM,
+every tick starts with cold caches, and a few numpy calls then cost more than the rest of the
+step. Two background threads do the rest:
 
-- the bookkeeper applies the same transitions to its own replica of the statistics (so the
-  model reads a consistent snapshot, never an array the control loop is writing), writes the
-  MCAP log, saves the statistics when due, and hands snapshots to
+- the bookkeeper applies the queued transitions to the statistics (the only writer), writes
+  the MCAP log, saves the statistics when due, and hands copies of them to
 - the refresher, which runs ``engine.policy(snapshot, horizon)`` and swaps the result in.
+
+Reading ``agent.stats`` applies the transitions still queued first, so it is never behind the
+last step; it returns a copy, safe to keep or save while the agent runs.
 
 A refresh is requested every ``refresh_every`` transitions, when a (state, action) pair is
 tried for the first time (the statistics changed qualitatively), and at episode ends. Requests
@@ -34,11 +38,13 @@ import dataclasses
 import logging
 import math
 import os
+import random
 import threading
 import time
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
+from math import isfinite
 
 import numpy as np
 
@@ -56,6 +62,28 @@ _RESET = object()  # bookkeeper queue marker: statistics were reset
 
 class InvalidObservation(ValueError):
     """An observation or reward the agent refused (NaN/inf, wrong length); drop it."""
+
+
+class _Wakeup:
+    """A one-shot wake-up for a background thread, cheap enough to signal from step().
+
+    ``threading.Event.set`` runs a Condition's Python code (tens of microseconds when caches
+    are cold); this is one C-level lock release. ``wait`` consumes the signal; signals sent
+    while none is pending coalesce.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:  # noqa: SIM105 - contextlib.suppress is a Python-level context manager, slower
+            self._lock.release()
+        except RuntimeError:  # already signalled
+            pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
 
 
 @dataclass
@@ -110,7 +138,7 @@ class OnlineAgent:
                  refresh_every: int = 10, refresh_on_new_pair: bool = True,
                  refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
                  safe_action: int | None = None, terminal_state: bool = False,
-                 seed: int | np.random.Generator = 0,
+                 seed: int = 0,
                  stats: CountStats | None = None, persistence: StatsPersistence | None = None,
                  transition_log: TransitionLogger | None = None) -> None:
         if mode not in MODES:
@@ -153,10 +181,13 @@ class OnlineAgent:
         self.refresh_on_episode_end = refresh_on_episode_end
         self.deadline_s = float(deadline_s)
         self.safe_action = safe_action
-        self.stats = stats  # live statistics, written by step() only
+        self._stats = stats  # written by the bookkeeper only (or under _stats_lock)
+        self._stats_lock = threading.Lock()
+        # (s, a) pairs tried at least once, row-major: step()'s cheap "first try" test
+        self._tried = bytearray((stats.n_sa > 0).ravel().tolist())
         self.persistence = persistence
         self.transition_log = transition_log
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._rng = random.Random(seed)  # the stdlib's: a tenth of numpy's per-call cost in step()
         self._c = AgentCounters()
         self._policy: _Policy | None = None
         self._prev: tuple[int, int] | None = None  # (state, action) awaiting its reward
@@ -165,7 +196,6 @@ class OnlineAgent:
 
         # background machinery
         self._queue: deque = deque()
-        self._replica = stats.copy()
         self._requested_gen = 0
         self._snapshot_gen = 0
         self._done_gen = 0
@@ -177,8 +207,8 @@ class OnlineAgent:
         self._late_flagged = False
         self._stopping = False
         self._closed = False
-        self._book_wake = threading.Event()
-        self._refresh_wake = threading.Event()
+        self._book_wake = _Wakeup()
+        self._refresh_wake = _Wakeup()
         self._bookkeeper = threading.Thread(target=self._bookkeeper_loop, name="rlfm-bookkeeper",
                                             daemon=True)
         self._refresher = threading.Thread(target=self._refresher_loop, name="rlfm-refresher",
@@ -198,7 +228,7 @@ class OnlineAgent:
         prev = self._prev
         if reward is not None:
             reward = float(reward)
-            if not math.isfinite(reward):
+            if not isfinite(reward):
                 c.rejected_observations += 1
                 raise InvalidObservation(f"reward: must be finite, got {reward}")
         elif prev is not None:
@@ -209,14 +239,6 @@ class OnlineAgent:
         except ValueError as exc:
             c.rejected_observations += 1
             raise InvalidObservation(str(exc)) from None
-
-        if prev is not None:
-            self.stats.update(prev[0], prev[1], reward, s)
-            c.transitions += 1
-            self._since_request += 1
-            if self._since_request >= self.refresh_every or (
-                    self.refresh_on_new_pair and self.stats.n_sa[prev] == 1):
-                self.request_refresh()
 
         policy = self._policy
         if policy is None:
@@ -239,6 +261,15 @@ class OnlineAgent:
             c.step_overruns += 1
         obs = np.array(observation, np.float32) if self.transition_log is not None else None
         self._queue.append((self._episode, c.steps, obs, s, a, reward, prev, int(dt * 1e9)))
+
+        if prev is not None:  # after queueing, so the refresh's snapshot has this transition
+            c.transitions += 1
+            self._since_request += 1
+            pair = prev[0] * self.n_actions + prev[1]
+            first_try = not self._tried[pair]
+            self._tried[pair] = 1
+            if self._since_request >= self.refresh_every or (self.refresh_on_new_pair and first_try):
+                self.request_refresh()
         return a
 
     def end_episode(self) -> None:
@@ -268,10 +299,10 @@ class OnlineAgent:
             obs = (np.array(observation, np.float32).ravel()
                    if self.transition_log is not None and observation is not None
                    else np.zeros(0, np.float32))
-            self.stats.update(prev[0], prev[1], reward, T)
             self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0))
+            self._tried[prev[0] * self.n_actions + prev[1]] = 1
             for a in range(self.n_actions):
-                self.stats.update(T, a, 0.0, T)
+                self._tried[T * self.n_actions + a] = 1
                 self._queue.append((self._episode, self._c.steps, np.zeros(0, np.float32), T, -1,
                                     0.0, (T, a), 0))
             self._c.transitions += 1
@@ -279,7 +310,7 @@ class OnlineAgent:
 
     def reset_statistics(self) -> None:
         """Forget all experience; the current policy stays until the next refresh."""
-        self.stats.reset()
+        self._tried = bytearray(len(self._tried))
         self._prev = None
         self._queue.append(_RESET)
         self.request_refresh()
@@ -289,11 +320,13 @@ class OnlineAgent:
 
         False when the disk refused (logged and counted); raises ValueError without a path.
         """
-        if path is None:
-            if self.persistence is None:
-                raise ValueError("save_statistics: no path given and no persistence configured")
-            return self.persistence.save(self.stats)
-        self.stats.save(path, keep_previous=True)
+        if path is None and self.persistence is None:
+            raise ValueError("save_statistics: no path given and no persistence configured")
+        with self._stats_lock:
+            self._drain()
+            if path is None:
+                return self.persistence.save(self._stats)
+            self._stats.save(path, keep_previous=True)
         return True
 
     # -- refresh control -------------------------------------------------------------------
@@ -310,6 +343,13 @@ class OnlineAgent:
         with self._done:
             return self._done.wait_for(lambda: self._done_gen >= ticket or self._stopping,
                                        timeout) and self._done_gen >= ticket
+
+    @property
+    def stats(self) -> CountStats:
+        """A copy of the statistics, up to the last step."""
+        with self._stats_lock:
+            self._drain()
+            return self._stats.copy()
 
     @property
     def has_terminal_state(self) -> bool:
@@ -335,15 +375,16 @@ class OnlineAgent:
 
     # -- background threads ----------------------------------------------------------------
     def _drain(self) -> None:
-        q, replica, logger = self._queue, self._replica, self.transition_log
+        """Apply the queued steps to the statistics and the log; hold _stats_lock."""
+        q, stats, logger = self._queue, self._stats, self.transition_log
         while q:
             item = q.popleft()
             if item is _RESET:
-                replica.reset()
+                stats.reset()
                 continue
             episode, step, obs, s, a, r, prev, latency_ns = item
             if prev is not None:
-                replica.update(prev[0], prev[1], r, s)
+                stats.update(prev[0], prev[1], r, s)
             if logger is not None:
                 p_s, p_a = prev if prev is not None else (-1, -1)
                 try:
@@ -357,20 +398,22 @@ class OnlineAgent:
     def _bookkeeper_loop(self) -> None:
         while True:
             self._book_wake.wait(0.05)
-            self._book_wake.clear()
             stopping = self._stopping
             try:
-                self._drain()
+                # Read the ticket before draining: step() queues a transition before it
+                # requests the refresh that must include it.
                 gen = self._requested_gen
-                if gen > self._snapshot_gen and not stopping:
+                with self._stats_lock:
+                    self._drain()
+                    snapshot = self._stats.copy() if gen > self._snapshot_gen and not stopping else None
+                    if (not stopping and self.persistence is not None
+                            and self.persistence.due(self._stats.n_transitions)):
+                        self.persistence.save(self._stats)
+                if snapshot is not None:
                     self._snapshot_gen = gen
-                    snapshot = self._replica.copy()
                     with self._mailbox_lock:
                         self._mailbox = (gen, snapshot)
                     self._refresh_wake.set()
-                if (not stopping and self.persistence is not None
-                        and self.persistence.due(self._replica.n_transitions)):
-                    self.persistence.save(self._replica)
             except Exception:  # a logging or disk error must not stop the bookkeeping
                 log.exception("bookkeeper error")
             if stopping:
@@ -379,7 +422,6 @@ class OnlineAgent:
     def _refresher_loop(self) -> None:
         while True:
             self._refresh_wake.wait()
-            self._refresh_wake.clear()
             if self._stopping:
                 return
             with self._mailbox_lock:
@@ -437,10 +479,12 @@ class OnlineAgent:
         self._refresher.join(timeout=max(1.0, 10 * self.deadline_s))
         if self._refresher.is_alive():
             log.warning("policy engine still running at close; leaving its thread behind")
-        if self.transition_log is not None:
-            self.transition_log.close()
-        if save and self.persistence is not None:
-            self.persistence.save(self.stats)
+        with self._stats_lock:
+            self._drain()  # whatever the bookkeeper left, before the log closes
+            if self.transition_log is not None:
+                self.transition_log.close()
+            if save and self.persistence is not None:
+                self.persistence.save(self._stats)
 
     def __enter__(self) -> OnlineAgent:
         return self
@@ -449,6 +493,6 @@ class OnlineAgent:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"OnlineAgent(S={self.stats.n_states}, A={self.n_actions}, mode={self.mode!r}, "
+        return (f"OnlineAgent(S={self.n_states}, A={self.n_actions}, mode={self.mode!r}, "
                 f"engine={self.engine.backend})")
 
