@@ -14,6 +14,7 @@ from torch_geometric.data import Batch  # noqa: E402
 
 from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E402
 from rlfm_edge.model.dense import PAD_LOGIT, DenseGAT  # noqa: E402
+from rlfm_edge.model.features import successor_edges  # noqa: E402
 from rlfm_edge.model.gat import PolicyGAT, to_graph  # noqa: E402
 from rlfm_edge.model.io import ModelFileError, load_model, save_model  # noqa: E402
 from rlfm_edge.stats import CountStats  # noqa: E402
@@ -68,6 +69,18 @@ def test_successor_edges_keep_the_most_visited_first():
     assert kept.tolist() == [2, 3]
     # The mass left out is reported as a feature: 1 - (5 + 3) / 11.
     assert f.sa_x[0, 6] == pytest.approx(1 - 8 / 11, rel=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1, 2**50])  # 2**50: too large to pack, the lexsort path
+def test_successor_edges_order_by_count_then_state_within_each_pair(scale):
+    n_sas = np.zeros((6, 2, 6), np.int64)
+    n_sas[0, 1, [5, 1, 3, 0]] = [2, 7, 2, 1]
+    n_sas[2, 0, [4, 2]] = [1, 1]
+    sa, s_next, slot, counts = successor_edges(n_sas * scale, max_successors=3)
+    assert sa.tolist() == [1, 1, 1, 4, 4]
+    assert s_next.tolist() == [1, 3, 5, 2, 4]
+    assert slot.tolist() == [0, 1, 2, 0, 1]
+    assert (counts // scale).tolist() == [7, 2, 2, 1, 1]
 
 
 def test_features_reject_non_finite_statistics():
