@@ -4,7 +4,9 @@ Only the linear layers (MatMul/Gemm) are quantized: they hold nearly all the wei
 TensorRT runs exactly the Q/DQ pairs it is given. Softmax, LayerNormalization, GELU's Erf,
 the masks (Where) and the attention sums stay in float, where int8 would cost accuracy
 for no gain; so do the layers reading the raw features (graph inputs), whose columns
-(log counts, probabilities, flags) share no scale. Scales are symmetric (zero point 0),
+(log counts, probabilities, flags) share no scale, and the policy head (its last two
+MatMuls, whose output is the logits themselves: on prior statistics, keeping it in float
+raised greedy agreement from 94.3% to 96.0%, benchmarks/int8_agreement.py --seed 1234). Scales are symmetric (zero point 0),
 the only form TensorRT accepts. Each quantized input gets its own Q/DQ pair and MatMul
 outputs are not quantized, so residual sums and LayerNorm see float values. Per-tensor
 weight scales gave better greedy-action agreement than per-channel on the quick model,
@@ -24,6 +26,7 @@ from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
 from rlfm_edge.model.io import sha256_file
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
+HEAD_MATMULS = 2  # the policy head, Linear -> GELU -> Linear, is the graph's last two MatMuls
 MAX_INT8_BYTES = 2_000_000
 
 
@@ -55,7 +58,8 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
     out = model_dir / ONNX_FILES["int8"]
     graph = onnx.load(str(src)).graph
     raw = {i.name for i in graph.input}
-    exclude = [n.name for n in graph.node if n.op_type in QUANTIZED_OPS and n.input[0] in raw]
+    linear = [n for n in graph.node if n.op_type in QUANTIZED_OPS]  # in topological order
+    exclude = [n.name for n in linear if n.input[0] in raw] + [n.name for n in linear[-HEAD_MATMULS:]]
     root = logging.getLogger()
     level = root.level
     with tempfile.TemporaryDirectory() as tmp:
