@@ -2,15 +2,15 @@
 
 Only the linear layers (MatMul/Gemm) are quantized: they hold nearly all the weights, and
 TensorRT runs exactly the Q/DQ pairs it is given. Softmax, LayerNormalization, GELU's Erf,
-the masks (Where) and the attention sums stay in float, where int8 would cost accuracy
-for no gain; so do the layers reading the raw features (graph inputs), whose columns
-(log counts, probabilities, flags) share no scale, and the policy head (its last two
-MatMuls, whose output is the logits themselves: on prior statistics, keeping it in float
-raised greedy agreement from 94.3% to 96.0%, benchmarks/int8_agreement.py --seed 1234). Scales are symmetric (zero point 0),
-the only form TensorRT accepts. Each quantized input gets its own Q/DQ pair and MatMul
-outputs are not quantized, so residual sums and LayerNorm see float values. Per-tensor
-weight scales gave better greedy-action agreement than per-channel on the quick model,
-hence the default.
+the masks (Where) and the attention sums stay in float, where int8 would cost accuracy for
+no gain; so do the layers reading the raw features (graph inputs), whose columns (log
+counts, probabilities, flags) share no scale, and the policy head (its last two MatMuls,
+whose output is the logits themselves: on prior statistics, keeping it in float raised
+greedy agreement from 94.3% to 96.0%, benchmarks/int8_agreement.py --seed 1234). Scales
+are symmetric (zero point 0), the only form TensorRT accepts. Each quantized input gets
+its own Q/DQ pair and MatMul outputs are not quantized, so residual sums and LayerNorm see
+float values. Per-tensor weight scales gave better greedy-action agreement than
+per-channel on the quick model, hence the default.
 """
 
 from __future__ import annotations

@@ -35,21 +35,24 @@ def _model_only(engine, stats, horizon: int):
     """A zero-argument call of the model alone on prepared inputs, or None if the backend has none."""
     from rlfm_edge.model.features import build_features, pad_features
 
-    if hasattr(engine, "run_padded"):
-        inputs = pad_features([build_features(stats, horizon, engine.max_successors)],
-                              engine.max_states, engine.max_actions, engine.max_successors).as_dict()
-        return lambda: engine.run_padded(inputs)
-    if hasattr(engine, "dense"):
+    if hasattr(engine, "dense") and not engine.cuda_graph:  # torch eager: padded to S only
         import torch
 
-        k = engine.config.max_successors
+        k = engine.max_successors
         inputs = pad_features([build_features(stats, horizon, k)], stats.n_states, engine.max_actions, k)
-        tensors = [torch.from_numpy(v) for v in inputs.as_dict().values()]
+        tensors = engine.to_device(inputs.as_dict())
+        sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
 
         def run():
             with torch.inference_mode():
-                return engine.dense(*tensors)
+                out = engine.dense(*tensors)
+            sync()  # GPU time, not launch time
+            return out
         return run
+    if hasattr(engine, "run_padded"):  # static shapes: padded to Smax, copies in and out included
+        inputs = pad_features([build_features(stats, horizon, engine.max_successors)],
+                              engine.max_states, engine.max_actions, engine.max_successors).as_dict()
+        return lambda: engine.run_padded(inputs)
     return None
 
 
@@ -62,6 +65,15 @@ def _times(fn, repeats: int, warmup: int) -> np.ndarray:
         fn()
         out[i] = time.perf_counter() - start
     return out * 1e3
+
+
+def _gpu_name() -> str | None:
+    """The CUDA device torch would use, if torch is installed and sees one."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
 
 
 def _peak_rss_mb() -> float:
@@ -152,6 +164,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     machine = f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end"
+    if gpu := _gpu_name():
+        machine += f"; GPU {gpu} (torch runs there, others on the CPU unless they say)"
     print(f"{args.repeats} calls per row after {args.warmup} warm-up calls on {machine}; histogram {png}")
     command = ["rlfm-edge", "bench", "latency", "--backends", ",".join(backends),
                "--precisions", ",".join(precisions), "--states", ",".join(map(str, states)),

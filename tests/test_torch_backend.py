@@ -1,0 +1,56 @@
+"""Torch backend: eager on the CPU; on CUDA a captured graph that must equal the eager pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rlfm_edge.inference.torch_backend import TorchEngine  # noqa: E402
+from rlfm_edge.model import ModelConfig  # noqa: E402
+from rlfm_edge.model.features import build_features, pad_features  # noqa: E402
+from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
+from rlfm_edge.model.io import save_model  # noqa: E402
+from training.export import random_stats  # noqa: E402
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA GPU visible: CUDA graphs run only on a GPU")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("model")
+    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2, max_successors=3, max_states=12,
+                                     max_actions=4)), path)
+    return path
+
+
+def test_run_padded_on_padded_inputs_equals_policy_on_the_statistics(model_dir):
+    engine = TorchEngine(model_dir, device="cpu")
+    stats = random_stats(np.random.default_rng(0), 7, 3, 80)
+    padded = pad_features([build_features(stats, 6, 3)], 12, 4, 3).as_dict()
+    np.testing.assert_allclose(engine.run_padded(padded)[0, :7, :3], engine.policy(stats, 6), atol=1e-6)
+
+
+def test_a_cuda_graph_on_the_cpu_is_refused_with_the_reason(model_dir):
+    assert TorchEngine(model_dir, device="cpu").cuda_graph is False
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        TorchEngine(model_dir, device="cpu", cuda_graph=True)
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision, atol", [("fp32", 1e-4), ("fp16", 5e-2)])
+def test_the_cuda_graph_replays_the_eager_pass_for_new_statistics(model_dir, precision, atol):
+    graphed = TorchEngine(model_dir, precision=precision, device="cuda")
+    eager = TorchEngine(model_dir, precision=precision, device="cuda", cuda_graph=False)
+    reference = TorchEngine(model_dir, device="cpu")
+    assert graphed.cuda_graph and not eager.cuda_graph
+    rng = np.random.default_rng(1)
+    for S, A, n in [(12, 4, 300), (3, 2, 20), (9, 4, 0), (12, 4, 900)]:  # replays see new inputs
+        stats = random_stats(rng, S, A, n)
+        got = graphed.policy(stats, 8)
+        assert got.shape == (S, A)
+        np.testing.assert_allclose(got, eager.policy(stats, 8), atol=atol)
+        np.testing.assert_allclose(got, reference.policy(stats, 8), atol=atol)
