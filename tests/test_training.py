@@ -46,8 +46,8 @@ def test_rollout_counts_exactly_episodes_times_horizon_transitions():
     assert np.all(mdp.P[stats.n_sas > 0] > 0)
 
 
-@pytest.mark.parametrize("behaviour", BEHAVIOURS)
-def test_behaviours_collect_the_requested_number_of_episodes(behaviour, tmp_path):
+@pytest.mark.parametrize("behaviour, refresh", [(b, "rounds") for b in BEHAVIOURS] + [("model", "doubling")])
+def test_behaviours_collect_the_requested_number_of_episodes(behaviour, refresh, tmp_path):
     from rlfm_edge.model import ModelConfig
     from rlfm_edge.model.gat import PolicyGAT
     from rlfm_edge.model.io import save_model
@@ -55,8 +55,10 @@ def test_behaviours_collect_the_requested_number_of_episodes(behaviour, tmp_path
     save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1)), tmp_path / "m")
     mdp = sample_mdp(np.random.default_rng(5))
     Q, _ = value_iteration(mdp)
-    stats = collect(mdp, Q, behaviour, 12, np.random.default_rng(1), str(tmp_path / "m"))
-    assert stats.n_transitions == 12 * mdp.horizon
+    cfg = DataConfig(model_dir=str(tmp_path / "m"), model_temperature=0.3, model_refresh=refresh)
+    for episodes in (12, 1, 0):
+        stats = collect(mdp, Q, behaviour, episodes, np.random.default_rng(1), cfg)
+        assert stats.n_transitions == episodes * mdp.horizon
 
 
 def test_the_model_behaviour_needs_a_model_directory():

@@ -6,9 +6,12 @@ For each MDP drawn from the prior, a behaviour collects K episodes of experience
 - psrl:         posterior sampling in rounds (a new posterior sample every few
                 episodes), the kind of data an efficient online explorer collects;
 - mixed:        a uniform first part followed by an eps_optimal part;
-- model:        the current model itself, sampling actions from its policy and
-                re-reading the policy a few times (DAgger-style rounds): the data the
-                deployed agent will really see. Needs ``model_dir``.
+- model:        the current model itself, sampling actions from softmax(logits /
+                ``model_temperature``) and re-reading the policy a few times (DAgger-style
+                rounds): the data the deployed agent will really see. Needs ``model_dir``.
+                ``model_refresh`` "rounds" re-reads it 2-7 times at equal intervals;
+                "doubling" after episodes 1, 2, 4, 8, ..., closer to the deployed agent,
+                which re-reads it after every episode and changes most early on.
 K is 0 with probability ``p_empty`` (acting with no data at all), otherwise log-uniform
 in [1, max_episodes], capped at ``max_transitions``. The target stored is Q*_0 of the
 TRUE MDP scaled by its range, so the training temperature can change without
@@ -46,6 +49,8 @@ class DataConfig:
     behaviour_weights: tuple = (0.3, 0.25, 0.3, 0.15, 0.0)  # in BEHAVIOURS order
     max_successors: int = 8
     model_dir: str = ""  # the model that the "model" behaviour runs
+    model_temperature: float = 1.0
+    model_refresh: str = "rounds"  # or "doubling"
 
     def __post_init__(self) -> None:
         w = np.asarray(self.behaviour_weights, dtype=float)
@@ -54,6 +59,11 @@ class DataConfig:
                              f"weights for {BEHAVIOURS}, got {self.behaviour_weights!r}")
         if w[BEHAVIOURS.index("model")] > 0 and not self.model_dir:
             raise ValueError("data.model_dir: the 'model' behaviour needs a model directory")
+        if not self.model_temperature > 0:
+            raise ValueError(f"data.model_temperature: expected > 0, got {self.model_temperature!r}")
+        if self.model_refresh not in ("rounds", "doubling"):
+            raise ValueError(f"data.model_refresh: expected 'rounds' or 'doubling', got "
+                             f"{self.model_refresh!r}")
 
 
 def _greedy_probs(Q: np.ndarray) -> np.ndarray:
@@ -91,19 +101,24 @@ def _model_policy(model_dir: str):
 
 
 def _model_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator,
-                  model_dir: str) -> CountStats:
-    policy = _model_policy(model_dir)
+                  cfg: DataConfig) -> CountStats:
+    policy = _model_policy(cfg.model_dir)
     stats = CountStats(mdp.n_states, mdp.n_actions)
-    for n in np.array_split(np.arange(episodes), int(rng.integers(3, 9))):
-        if not n.size:
+    if cfg.model_refresh == "doubling":
+        ends = [1 << k for k in range(max(episodes, 1).bit_length())] + [episodes]
+        sizes = np.diff([0] + [e for e in ends if e <= episodes])
+    else:
+        sizes = [n.size for n in np.array_split(np.arange(episodes), int(rng.integers(3, 9)))]
+    for n in sizes:
+        if not n:
             continue
-        p = action_probabilities(policy(stats, mdp.horizon))
-        rollout(mdp, np.broadcast_to(p, (mdp.horizon, *p.shape)), n.size, rng, stats)
+        p = action_probabilities(policy(stats, mdp.horizon), cfg.model_temperature)
+        rollout(mdp, np.broadcast_to(p, (mdp.horizon, *p.shape)), int(n), rng, stats)
     return stats
 
 
 def collect(mdp: TabularMDP, Q_star: np.ndarray, behaviour: str, episodes: int,
-            rng: np.random.Generator, model_dir: str = "") -> CountStats:
+            rng: np.random.Generator, cfg: DataConfig | None = None) -> CountStats:
     """Experience of ``episodes`` episodes of ``behaviour`` in ``mdp``."""
     S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
     uniform = np.full((H, S, A), 1.0 / A)
@@ -121,7 +136,9 @@ def collect(mdp: TabularMDP, Q_star: np.ndarray, behaviour: str, episodes: int,
         return rollout(mdp, eps * uniform + (1 - eps) * _greedy_probs(Q_star), episodes - k, rng,
                        stats)
     if behaviour == "model":
-        return _model_rounds(mdp, episodes, rng, model_dir)
+        if cfg is None or not cfg.model_dir:
+            raise ValueError("behaviour 'model': needs a DataConfig with model_dir")
+        return _model_rounds(mdp, episodes, rng, cfg)
     raise ValueError(f"behaviour: expected one of {BEHAVIOURS}, got {behaviour!r}")
 
 
@@ -145,7 +162,7 @@ def make_example(seed: int, prior: PriorConfig, cfg: DataConfig) -> tuple[GraphF
     else:
         episodes = int(np.exp(rng.uniform(0.0, np.log(cfg.max_episodes))))
         episodes = max(0, min(episodes, cfg.max_transitions // mdp.horizon))
-    stats = collect(mdp, Q, behaviour, episodes, rng, cfg.model_dir)
+    stats = collect(mdp, Q, behaviour, episodes, rng, cfg)
     feats = build_features(stats, mdp.horizon, cfg.max_successors)
     info = {"seed": seed, "family": mdp.meta["family"], "behaviour": behaviour,
             "episodes": episodes, "S": mdp.n_states, "A": mdp.n_actions, "H": mdp.horizon}
