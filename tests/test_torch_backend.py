@@ -54,3 +54,13 @@ def test_the_cuda_graph_replays_the_eager_pass_for_new_statistics(model_dir, pre
         assert got.shape == (S, A)
         np.testing.assert_allclose(got, eager.policy(stats, 8), atol=atol)
         np.testing.assert_allclose(got, reference.policy(stats, 8), atol=atol)
+
+
+@needs_cuda
+def test_inputs_of_another_shape_than_the_captured_graph_are_refused(model_dir):
+    graphed = TorchEngine(model_dir, device="cuda")
+    stats = random_stats(np.random.default_rng(3), 5, 2, 40)
+    graphed.policy(stats, 6)  # captures at (Smax, Amax)
+    smaller = pad_features([build_features(stats, 6, 3)], 5, 4, 3).as_dict()
+    with pytest.raises(ValueError, match="captured for state_x of shape"):
+        graphed.run_padded(smaller)

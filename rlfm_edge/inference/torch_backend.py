@@ -71,16 +71,16 @@ class TorchEngine(PolicyEngine):
     @torch.inference_mode()
     def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Logits (batch, S, Amax) for inputs padded by ``pad_features`` (to Smax under a CUDA graph)."""
-        tensors = self.to_device(inputs)
         if not self.cuda_graph:
-            return self.dense(*tensors).float().cpu().numpy()
+            return self.dense(*self.to_device(inputs)).float().cpu().numpy()
         if self._graph is None:
-            self._capture(tensors)
-        elif tensors[0].shape != self._static_inputs[0].shape:
+            self._capture(self.to_device(inputs))
+        arrays = list(inputs.values())
+        if arrays[0].shape != tuple(self._static_inputs[0].shape):
             raise ValueError(f"inputs: the CUDA graph was captured for state_x of shape "
-                             f"{tuple(self._static_inputs[0].shape)}, got {tuple(tensors[0].shape)}")
-        for static, new in zip(self._static_inputs, tensors, strict=True):
-            static.copy_(new)
+                             f"{tuple(self._static_inputs[0].shape)}, got {arrays[0].shape}")
+        for static, array in zip(self._static_inputs, arrays, strict=True):
+            static.copy_(torch.from_numpy(array))  # one host-to-device copy, cast on the way
         self._graph.replay()
         return self._static_logits.float().cpu().numpy()
 
