@@ -278,6 +278,21 @@ def test_configuration_errors_name_the_argument():
         OnlineAgent(_disc(), PlanningEngine(max_states=2), horizon=5, n_actions=2)
     with pytest.raises(ModelLimitError):
         OnlineAgent(_disc(), PlanningEngine(max_actions=2), horizon=5, n_actions=3)
+    with pytest.raises(ValueError, match="refresh_niceness"):
+        OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, refresh_niceness=-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread niceness on this OS")
+@pytest.mark.parametrize("niceness", [0, 10])
+def test_the_refresh_thread_alone_runs_at_a_lower_priority_than_the_control_loop(niceness):
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2,
+                     refresh_niceness=niceness) as agent:
+        assert agent.wait_refreshed(timeout=5.0)  # the refresher has started and run once
+        refresher = os.getpriority(os.PRIO_PROCESS, agent._refresher.native_id)
+        bookkeeper = os.getpriority(os.PRIO_PROCESS, agent._bookkeeper.native_id)
+    assert refresher == min(19, own + niceness)
+    assert bookkeeper == own and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
 
 
 def test_terminated_episode_enters_an_absorbing_terminal_state(tmp_path):

@@ -131,6 +131,8 @@ class OnlineAgent:
         stats: initial statistics; else loaded through ``persistence``, else empty.
         persistence: periodic and final saving; ``transition_log``: MCAP step logger,
             owned (closed) by the agent.
+        refresh_niceness: added to the refresh thread's niceness (Linux), so the control
+            loop outranks the model when both want a core; 0 leaves it alone.
     """
 
     def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
@@ -140,7 +142,7 @@ class OnlineAgent:
                  safe_action: int | None = None, terminal_state: bool = False,
                  seed: int = 0,
                  stats: CountStats | None = None, persistence: StatsPersistence | None = None,
-                 transition_log: TransitionLogger | None = None) -> None:
+                 transition_log: TransitionLogger | None = None, refresh_niceness: int = 10) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if not temperature > 0:
@@ -151,6 +153,9 @@ class OnlineAgent:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
         if not deadline_s > 0:
             raise ValueError(f"deadline_s: expected > 0, got {deadline_s!r}")
+        if isinstance(refresh_niceness, bool) or not isinstance(refresh_niceness, int) \
+                or not 0 <= refresh_niceness <= 19:
+            raise ValueError(f"refresh_niceness: expected an integer in [0, 19], got {refresh_niceness!r}")
         if safe_action is not None and not 0 <= safe_action < n_actions:
             raise ValueError(f"safe_action: expected None or an action in [0, {n_actions}), "
                              f"got {safe_action!r}")
@@ -181,6 +186,7 @@ class OnlineAgent:
         self.refresh_on_episode_end = refresh_on_episode_end
         self.deadline_s = float(deadline_s)
         self.safe_action = safe_action
+        self.refresh_niceness = refresh_niceness
         self._stats = stats  # written by the bookkeeper only (or under _stats_lock)
         self._stats_lock = threading.Lock()
         # (s, a) pairs tried at least once, row-major: step()'s cheap "first try" test
@@ -419,7 +425,19 @@ class OnlineAgent:
             if stopping:
                 return
 
+    def _lower_refresh_priority(self) -> None:
+        """Renice this (the refresh) thread only: on Linux a thread id is a PRIO_PROCESS target."""
+        if not self.refresh_niceness or not hasattr(os, "setpriority"):
+            return
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.refresh_niceness)
+        except OSError as exc:
+            log.warning("cannot lower the refresh thread's priority (%s); it competes with the "
+                        "control loop as an equal", exc)
+
     def _refresher_loop(self) -> None:
+        self._lower_refresh_priority()
         while True:
             self._refresh_wake.wait()
             if self._stopping:
