@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -96,8 +97,6 @@ class FallbackEngine(PolicyEngine):
 
 def probe_ms(engine: PolicyEngine, calls: int = 3) -> float:
     """Median refresh time of ``engine`` on statistics of its full (Smax, Amax) size, after one warm-up."""
-    import time
-
     rng = np.random.default_rng(0)
     n_states, n_actions = engine.max_states, engine.max_actions
     n = 20 * n_states * n_actions
