@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,16 @@ def test_inputs_of_another_shape_than_the_captured_graph_are_refused(model_dir):
     smaller = pad_features([build_features(stats, 6, 3)], 5, 4, 3).as_dict()
     with pytest.raises(ValueError, match="captured for state_x of shape"):
         graphed.run_padded(smaller)
+
+
+def test_on_the_cpu_the_engine_leaves_a_core_to_the_control_loop(model_dir):
+    from rlfm_edge.inference.base import refresh_threads
+
+    before = torch.get_num_threads()
+    try:
+        TorchEngine(model_dir, device="cpu")
+        assert torch.get_num_threads() == refresh_threads() == max(1, min(2, (os.cpu_count() or 1) - 1))
+        TorchEngine(model_dir, device="cpu", threads=3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.inference.base import PolicyEngine, refresh_threads
 from rlfm_edge.model.features import INPUT_NAMES, build_features, pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, verify_manifest
 from rlfm_edge.stats import CountStats
@@ -59,17 +58,15 @@ def read_spec(model_dir: Path | str | None, precision: str) -> tuple[Path, dict]
 def session_options(threads: int | None = None):
     """Low-latency CPU settings: all graph optimisations, a small fixed intra-op pool, no spinning.
 
-    On a 2-core robot computer shared with a control loop, spinning threads steal the
-    core the loop needs, so spin-wait is off and the pool leaves one core free: 1 thread on
-    2 cores (a second one made a refresh 12% faster alone, 38 vs 43 ms at S=256, but
-    raised the 100 Hz step's p99 from about 200 to 300 us), 2 threads from 3 cores up.
+    On a robot computer shared with a control loop, spinning threads steal the core the
+    loop needs, so spin-wait is off and the pool leaves a core free (``refresh_threads``).
     """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = threads or max(1, min(2, (os.cpu_count() or 1) - 1))
+    so.intra_op_num_threads = threads or refresh_threads()
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3

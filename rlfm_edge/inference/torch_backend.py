@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.inference.base import PolicyEngine, refresh_threads
 from rlfm_edge.model.dense import DenseGAT
 from rlfm_edge.model.features import build_features, pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, load_model
@@ -22,12 +22,16 @@ class TorchEngine(PolicyEngine):
     tiny kernels whose launches cost more than their work (3.4 ms eager on an H100 at
     S=256), so by default (``cuda_graph=None``) it is captured once at the export's static
     shape (Smax, Amax) and replayed. ``max_states``/``max_actions`` are the export sizes.
+    On the CPU, ``threads`` (default ``refresh_threads()``, which leaves a core to the
+    control loop) sets torch's intra-op threads, which are process-wide: in a robot process
+    the engine is torch's only user.
     """
 
     backend = "torch"
 
     def __init__(self, model: str | Path | None = None, precision: str = "fp32",
-                 device: str | None = None, cuda_graph: bool | None = None) -> None:
+                 device: str | None = None, cuda_graph: bool | None = None,
+                 threads: int | None = None) -> None:
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision: the torch backend runs 'fp32' or 'fp16', got {precision!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -35,6 +39,8 @@ class TorchEngine(PolicyEngine):
             raise ValueError("precision: fp16 needs a CUDA device for the torch backend")
         if cuda_graph and self.device.type != "cuda":
             raise ValueError("cuda_graph: CUDA graphs need a CUDA device for the torch backend")
+        if self.device.type == "cpu":
+            torch.set_num_threads(threads or refresh_threads())
         self.model_dir = Path(model) if model is not None else DEFAULT_MODEL_DIR
         self.net = load_model(self.model_dir)
         self.config = self.net.config
