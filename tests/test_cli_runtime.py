@@ -42,6 +42,8 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
     ({"terminal_state": "yes"}, "terminal_state: expected true or false"),
     ({"temperature": -1}, "temperature: expected a number > 0"),
+    ({"refresh_niceness": -1}, "refresh_niceness: expected an integer >= 0"),
+    ({"refresh_niceness": 20}, r"refresh_niceness: expected an integer in \[0, 19\]"),
     ({"statistics": {"path": "s.npz", "every": 3}}, r"statistics: unknown field\(s\) \['every'\]"),
     ({"statistics": {"save_every_s": 3}}, "statistics: expected a mapping with 'path'"),
     ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
@@ -56,6 +58,15 @@ def test_robot_config_errors_name_the_file_and_field(tmp_path, change, message):
     with pytest.raises(ValueError, match=message) as info:
         RobotConfig.load(path)
     assert str(path) in str(info.value)
+
+
+def test_robot_config_passes_the_refresh_niceness_to_the_agent():
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    cfg = RobotConfig.from_dict({**CARTPOLE_CONFIG, "refresh_niceness": 5, "statistics": None})
+    assert RobotConfig.from_dict(CARTPOLE_CONFIG).refresh_niceness == 10
+    with cfg.make_agent(PlanningEngine()) as agent:
+        assert agent.refresh_niceness == 5
 
 
 def test_robot_config_requires_the_sizes(tmp_path):

@@ -11,6 +11,7 @@ terminal_state: true   # episodes can end by failure (an absorbing state)
 mode: sample           # or greedy
 temperature: 0.3
 refresh_every: 10
+refresh_niceness: 10   # the refresh thread's niceness above the control loop's (0..19)
 control_period_s: 0.01 # the robot's tick: refreshes/steps slower than this are counted
 safe_action: null      # action before the first policy; null = uniform random
 seed: 0
@@ -39,8 +40,8 @@ from rlfm_edge.runtime.persistence import StatsPersistence
 CONFIG_VERSION = 1
 HORIZON_RANGE = (1, 256)
 _FIELDS = {"version", "discretizer", "n_actions", "horizon", "terminal_state", "mode",
-           "temperature", "refresh_every", "control_period_s", "safe_action", "seed",
-           "statistics", "log"}
+           "temperature", "refresh_every", "refresh_niceness", "control_period_s", "safe_action",
+           "seed", "statistics", "log"}
 _STATS_FIELDS = {"path", "save_every_s", "save_every_steps"}
 
 
@@ -53,6 +54,7 @@ class RobotConfig:
     mode: str = "sample"
     temperature: float = 0.3
     refresh_every: int = 10
+    refresh_niceness: int = 10
     control_period_s: float = 0.01
     safe_action: int | None = None
     seed: int = 0
@@ -94,12 +96,16 @@ class RobotConfig:
             mode=raw.get("mode", "sample"),
             temperature=_float(source, raw, "temperature", 0.3),
             refresh_every=_int(source, raw, "refresh_every", 1, default=10),
+            refresh_niceness=_int(source, raw, "refresh_niceness", 0, default=10),
             control_period_s=_float(source, raw, "control_period_s", 0.01),
             seed=_int(source, raw, "seed", 0, default=0),
         )
         if cfg.horizon > HORIZON_RANGE[1]:
             raise ValueError(f"{source}: horizon: expected at most {HORIZON_RANGE[1]}, got "
                              f"{cfg.horizon}")
+        if cfg.refresh_niceness > 19:
+            raise ValueError(f"{source}: refresh_niceness: expected an integer in [0, 19], got "
+                             f"{cfg.refresh_niceness}")
         if cfg.mode not in ("sample", "greedy"):
             raise ValueError(f"{source}: mode: expected 'sample' or 'greedy', got {cfg.mode!r}")
         safe = raw.get("safe_action")
@@ -138,6 +144,7 @@ class RobotConfig:
             return OnlineAgent(self.discretizer, engine, self.horizon, self.n_actions,
                                mode=self.mode, temperature=self.temperature,
                                refresh_every=self.refresh_every,
+                               refresh_niceness=self.refresh_niceness,
                                deadline_s=self.control_period_s, safe_action=self.safe_action,
                                terminal_state=self.terminal_state, seed=self.seed,
                                persistence=persistence, transition_log=logger)

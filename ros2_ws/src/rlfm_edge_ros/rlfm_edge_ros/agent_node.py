@@ -89,6 +89,8 @@ PARAMETERS: dict[str, tuple] = {
     "safe_action": (-1, "action before the first policy exists; -1 = uniform random",
                     (-1, 1023)),
     "refresh_every": (10, "refresh the policy after this many new transitions", (1, 1000000)),
+    "refresh_niceness": (10, "niceness of the refresh thread above the control loop's (Linux)",
+                         (0, 19)),
     "seed": (0, "seed of the action sampling", (0, 2**31 - 1)),
     "observation_qos_depth": (5, "QoS history depth of ~/observation", (1, 1000)),
     "observation_reliability": ("best_effort", "QoS reliability of ~/observation", RELIABILITIES),
@@ -252,8 +254,9 @@ class AgentNode(LifecycleNode):
         return OnlineAgent(
             discretizer, engine, p("horizon"), p("n_actions"), mode=p("action_mode"),
             temperature=p("temperature"), refresh_every=p("refresh_every"),
-            deadline_s=1.0 / p("control_rate_hz"), safe_action=None if safe < 0 else safe,
-            seed=p("seed"), stats=stats, persistence=persistence)
+            refresh_niceness=p("refresh_niceness"), deadline_s=1.0 / p("control_rate_hz"),
+            safe_action=None if safe < 0 else safe, seed=p("seed"), stats=stats,
+            persistence=persistence)
 
     def _make_engine(self):
         p = self._param
