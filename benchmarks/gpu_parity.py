@@ -15,22 +15,20 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from calibration.calibset import calibration_inputs, prior_features
+from calibration.calibset import prior_features
+from calibration.quantize import greedy_agreement
 from rlfm_edge.bench.report import record_section
 from rlfm_edge.inference.tensorrt_backend import unavailable_reason
 from rlfm_edge.inference.torch_backend import TorchEngine
 
 
 def candidates(model) -> tuple[list[tuple[str, object]], list[str]]:
-    """(label, logits function) per GPU configuration that starts here, and notes for the rest."""
+    """(label, engine) per GPU configuration that starts here, and notes for the rest."""
     found, notes = [], []
     for precision in ("fp32", "fp16"):
         for graph in (False, True):
             engine = TorchEngine(model, precision=precision, device="cuda", cuda_graph=graph)
-            found.append((f"torch CUDA {precision}{' CUDA graph' if graph else ' eager'}",
-                          engine.run_padded))
+            found.append((f"torch CUDA {precision}{' CUDA graph' if graph else ' eager'}", engine))
     reason = unavailable_reason()
     if reason is not None:
         notes.append(f"TensorRT not run: {reason}.")
@@ -43,7 +41,7 @@ def candidates(model) -> tuple[list[tuple[str, object]], list[str]]:
         except (RuntimeError, ValueError) as exc:
             notes.append(f"TensorRT {precision} not run: {exc}.")
             continue
-        found.append((f"TensorRT {precision}", lambda x, e=engine: e.run_padded(x)))
+        found.append((f"TensorRT {precision}", engine))
     return found, notes
 
 
@@ -60,24 +58,17 @@ def main() -> int:
         print("no CUDA GPU visible: run this on the GPU machine", file=sys.stderr)
         return 1
     reference = TorchEngine(args.model, device="cpu")
-    smax, amax, k = reference.max_states, reference.max_actions, reference.config.max_successors
-    feats = prior_features(args.mdps, args.seed, smax, amax, k)
-    # Padded to Smax so TensorRT (static shapes) and torch see identical inputs.
-    inputs = calibration_inputs(feats, smax, amax, k)
+    # Padded to Smax (by greedy_agreement) so TensorRT (static shapes) and torch see identical inputs.
+    feats = prior_features(args.mdps, args.seed, reference.max_states, reference.max_actions,
+                           reference.max_successors)
     found, notes = candidates(args.model)
     lines = [f"Visited states of {args.mdps} MDPs of the prior (seed {args.seed}); "
              f"reference: torch CPU fp32. GPU: {torch.cuda.get_device_name()}.", "",
              "| configuration | max abs logit diff | greedy actions equal | agreement |", "|---|---|---|---|"]
-    for label, run in found:
-        worst, agree, total = 0.0, 0, 0
-        for g, x in zip(feats, inputs, strict=True):
-            ref = reference.run_padded(x)[0, :g.n_states, :g.n_actions]
-            got = run(x)[0, :g.n_states, :g.n_actions]
-            visited = g.state_x[:, 2] > 0
-            worst = max(worst, float(np.abs(got - ref)[visited].max(initial=0.0)))
-            agree += int((got.argmax(1) == ref.argmax(1))[visited].sum())
-            total += int(visited.sum())
-        lines.append(f"| {label} | {worst:.2e} | {agree} / {total} | {agree / total:.1%} |")
+    for label, engine in found:
+        n = greedy_agreement(reference, engine, feats)
+        lines.append(f"| {label} | {n['max_abs_diff']:.2e} | {n['agree']} / {n['total']} | "
+                     f"{n['agree'] / n['total']:.1%} |")
     body = "\n".join(lines + [""] + notes)
     print(body)
     if args.record:

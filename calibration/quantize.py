@@ -98,19 +98,22 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
     return qspec
 
 
-def greedy_agreement(fp32, int8, feats, clear_gap: float = 0.05) -> dict:
-    """How often INT8's greedy action is FP32's, over the visited states of ``feats``.
+def greedy_agreement(reference, other, feats, clear_gap: float = 0.05) -> dict:
+    """How often ``other``'s greedy action is ``reference``'s, over the visited states of ``feats``.
 
-    ``fp32``/``int8`` are OnnxRuntimeEngines of one model. Also counted apart: states where
-    FP32's top-2 logits differ by at least ``clear_gap`` (near-ties flip under any noise).
+    Both are engines of one model with ``run_padded`` (ONNX Runtime, torch, TensorRT), e.g.
+    FP32 and INT8. Also counted apart: states where the reference's top-2 logits differ by
+    at least ``clear_gap`` (near-ties flip under any noise); ``max_abs_diff`` is the largest
+    logit difference on a visited state.
     """
     from calibration.calibset import calibration_inputs
 
-    out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0}
-    for g, x in zip(feats, calibration_inputs(feats, fp32.max_states, fp32.max_actions,
-                                              fp32.max_successors), strict=True):
-        la = fp32.run_padded(x)[0, :g.n_states, :g.n_actions]
-        same = la.argmax(1) == int8.run_padded(x)[0, :g.n_states, :g.n_actions].argmax(1)
+    out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0, "max_abs_diff": 0.0}
+    for g, x in zip(feats, calibration_inputs(feats, reference.max_states, reference.max_actions,
+                                              reference.max_successors), strict=True):
+        la = reference.run_padded(x)[0, :g.n_states, :g.n_actions]
+        lb = other.run_padded(x)[0, :g.n_states, :g.n_actions]
+        same = la.argmax(1) == lb.argmax(1)
         top2 = np.sort(la, axis=1)[:, -2:]
         visited = g.state_x[:, 2] > 0
         clear = visited & (top2[:, 1] - top2[:, 0] >= clear_gap)
@@ -118,4 +121,5 @@ def greedy_agreement(fp32, int8, feats, clear_gap: float = 0.05) -> dict:
         out["total"] += int(visited.sum())
         out["clear_agree"] += int(same[clear].sum())
         out["clear_total"] += int(clear.sum())
+        out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(la - lb)[visited].max(initial=0.0)))
     return out
