@@ -316,14 +316,16 @@ def test_record_section_adds_and_replaces_sections_by_title(tmp_path):
         record_section(path, "  ", "cmd", "body")
 
 
-def _intra_op_threads() -> tuple[str, int]:
+def _intra_op_threads() -> tuple[str, int, int]:
     import torch
 
-    return os.environ.get("OMP_NUM_THREADS", ""), torch.get_num_threads()
+    from rlfm_edge.inference.base import refresh_threads
+
+    return os.environ.get("OMP_NUM_THREADS", ""), torch.get_num_threads(), refresh_threads()
 
 
 def test_parallel_workers_run_torch_on_one_thread_each():
     pytest.importorskip("torch")
     from rlfm_edge.bench.runner import _run_jobs
 
-    assert _run_jobs(_intra_op_threads, [(), ()], workers=2, progress=False, desc="") == [("1", 1)] * 2
+    assert _run_jobs(_intra_op_threads, [(), ()], workers=2, progress=False, desc="") == [("1", 1, 1)] * 2

@@ -68,9 +68,10 @@ def test_inputs_of_another_shape_than_the_captured_graph_are_refused(model_dir):
         graphed.run_padded(smaller)
 
 
-def test_on_the_cpu_the_engine_leaves_a_core_to_the_control_loop(model_dir):
+def test_on_the_cpu_the_engine_leaves_a_core_to_the_control_loop(model_dir, monkeypatch):
     from rlfm_edge.inference.base import refresh_threads
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
         TorchEngine(model_dir, device="cpu")
@@ -79,3 +80,11 @@ def test_on_the_cpu_the_engine_leaves_a_core_to_the_control_loop(model_dir):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3), ("1", 1), ("0", None), ("many", None)])
+def test_a_positive_omp_num_threads_sets_the_refresh_threads(monkeypatch, value, expected):
+    from rlfm_edge.inference.base import refresh_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert refresh_threads() == (expected or max(1, min(2, (os.cpu_count() or 1) - 1)))
