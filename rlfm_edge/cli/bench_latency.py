@@ -11,24 +11,12 @@ from __future__ import annotations
 import argparse
 import resource
 import shlex
-import time
 from pathlib import Path
 
 import numpy as np
 
 from rlfm_edge.cli.bench import add_record_options, csv_ints, csv_list, record
-
-
-def _stats(rng: np.random.Generator, n_states: int, n_actions: int):
-    """Statistics after 20 visits per (s, a) on average, successors near s (chain-like, many > K)."""
-    from rlfm_edge.stats import CountStats
-
-    n = 20 * n_states * n_actions
-    s, a = rng.integers(0, n_states, n), rng.integers(0, n_actions, n)
-    s_next = np.clip(s + rng.integers(-6, 7, n), 0, n_states - 1)
-    stats = CountStats(n_states, n_actions)
-    stats.update_batch(s, a, rng.random(n), s_next)
-    return stats
+from rlfm_edge.inference.timing import refresh_stats, time_calls_ms
 
 
 def _model_only(engine, stats, horizon: int):
@@ -54,17 +42,6 @@ def _model_only(engine, stats, horizon: int):
                               engine.max_states, engine.max_actions, engine.max_successors).as_dict()
         return lambda: engine.run_padded(inputs)
     return None
-
-
-def _times(fn, repeats: int, warmup: int) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - start
-    return out * 1e3
 
 
 def _gpu_name() -> str | None:
@@ -98,10 +75,10 @@ def run_latency(model, backends, precisions, states, actions: int, horizon: int,
                     notes.append(f"{backend}/{precision} S={n_states}: above the export's "
                                  f"Smax={engine.max_states}, Amax={engine.max_actions}")
                     continue
-                stats = _stats(np.random.default_rng(seed), n_states, actions)
-                refresh = _times(lambda e=engine, s=stats: e.policy(s, horizon), repeats, warmup)
+                stats = refresh_stats(np.random.default_rng(seed), n_states, actions)
+                refresh = time_calls_ms(lambda e=engine, s=stats: e.policy(s, horizon), repeats, warmup)
                 model_fn = _model_only(engine, stats, horizon)
-                model_ms = _times(model_fn, repeats, warmup) if model_fn else None
+                model_ms = time_calls_ms(model_fn, repeats, warmup) if model_fn else None
                 rows.append({"backend": backend, "precision": precision, "S": n_states, "A": actions,
                              "refresh_ms": refresh, "model_ms": model_ms, "peak_rss_mb": _peak_rss_mb()})
     return rows, notes

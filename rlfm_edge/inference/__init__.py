@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from rlfm_edge.inference.base import ModelLimitError, PolicyEngine
+from rlfm_edge.inference.timing import refresh_stats, time_calls_ms
 from rlfm_edge.stats import CountStats
 
 __all__ = ["PolicyEngine", "ModelLimitError", "FallbackEngine", "make_engine", "available_backends"]
@@ -97,18 +97,8 @@ class FallbackEngine(PolicyEngine):
 
 def probe_ms(engine: PolicyEngine, calls: int = 3) -> float:
     """Median refresh time of ``engine`` on statistics of its full (Smax, Amax) size, after one warm-up."""
-    rng = np.random.default_rng(0)
-    n_states, n_actions = engine.max_states, engine.max_actions
-    n = 20 * n_states * n_actions
-    stats = CountStats(n_states, n_actions)
-    stats.update_batch(rng.integers(0, n_states, n), rng.integers(0, n_actions, n), rng.random(n),
-                       rng.integers(0, n_states, n))
-    times = []
-    for _ in range(calls + 1):
-        start = time.perf_counter()
-        engine.policy(stats, 20)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times[1:]))
+    stats = refresh_stats(np.random.default_rng(0), engine.max_states, engine.max_actions)
+    return float(np.median(time_calls_ms(lambda: engine.policy(stats, 20), calls, warmup=1)))
 
 
 def _auto(model, precision: str, **kw) -> PolicyEngine:
