@@ -1,12 +1,14 @@
 """Explicit INT8: ONNX Runtime static quantization in QDQ format, for ORT and TensorRT alike.
 
 Only the linear layers (MatMul/Gemm) are quantized: they hold nearly all the weights, and
-TensorRT runs exactly the Q/DQ pairs it is given. Softmax, LayerNormalization, GELU's Erf,
-the masks (Where) and the attention sums stay in float, where int8 would cost accuracy for
-no gain; so do the layers reading the raw features (graph inputs), whose columns (log
-counts, probabilities, flags) share no scale, and the policy head (its last two MatMuls,
-whose output is the logits themselves: on prior statistics, keeping it in float raised
-greedy agreement from 94.3% to 96.0%, benchmarks/int8_agreement.py --seed 1234). Scales
+TensorRT runs exactly the Q/DQ pairs it is given. Softmax, LayerNormalization, GELU's Erf
+and the attention sums stay in float, where int8 would cost accuracy for no gain; so do
+the MatMuls by a 0/1 matrix (the dense twin spreads masks and attention weights over
+columns that way: their inputs are probabilities), the layers reading the raw features
+(graph inputs, reshaped or not), whose columns (log counts, probabilities, flags) share no
+scale, and the policy head (its last three MatMuls, whose output is the logits themselves:
+on prior statistics, keeping it in float raised greedy agreement from 94.3% to 96.0%,
+benchmarks/int8_agreement.py --seed 1234). Scales
 are symmetric (zero point 0), the only form TensorRT accepts. Each quantized input gets
 its own Q/DQ pair and MatMul outputs are not quantized, so residual sums and LayerNorm see
 float values. Per-tensor weight scales gave better greedy-action agreement than
@@ -26,7 +28,7 @@ from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
 from rlfm_edge.model.io import sha256_file
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
-HEAD_MATMULS = 2  # the policy head, Linear -> GELU -> Linear, is the graph's last two MatMuls
+HEAD_MATMULS = 3  # the policy head's first Linear, split into its (s, a) and state halves, and its last
 MAX_INT8_BYTES = 2_000_000
 
 
@@ -57,9 +59,7 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
     src, spec = read_spec(model_dir, "fp32")
     out = model_dir / ONNX_FILES["int8"]
     graph = onnx.load(str(src)).graph
-    raw = {i.name for i in graph.input}
-    linear = [n for n in graph.node if n.op_type in QUANTIZED_OPS]  # in topological order
-    exclude = [n.name for n in linear if n.input[0] in raw] + [n.name for n in linear[-HEAD_MATMULS:]]
+    exclude = float_linear_nodes(graph)
     root = logging.getLogger()
     level = root.level
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +96,22 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
 
     write_spec(model_dir, qspec)
     return qspec
+
+
+def float_linear_nodes(graph) -> list[str]:
+    """Names of the MatMul/Gemm nodes kept in float (see the module docstring for why)."""
+    import onnx
+
+    raw = {i.name for i in graph.input}
+    for node in graph.node:  # a Reshape/Unsqueeze/Flatten of an input is still raw features
+        if node.op_type in ("Reshape", "Unsqueeze", "Flatten") and node.input[0] in raw:
+            raw.update(node.output)
+    zero_one = {t.name for t in graph.initializer
+                if np.isin(onnx.numpy_helper.to_array(t), (0, 1)).all()}
+    linear = [n for n in graph.node if n.op_type in QUANTIZED_OPS]  # in topological order
+    keep = {n.name for n in linear if n.input[0] in raw or n.input[1] in zero_one}
+    keep.update(n.name for n in linear[-HEAD_MATMULS:])
+    return [n.name for n in linear if n.name in keep]
 
 
 def greedy_agreement(reference, other, feats, clear_gap: float = 0.05) -> dict:

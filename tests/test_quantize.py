@@ -61,6 +61,28 @@ def test_int8_model_quantizes_only_linear_layers_and_fits_the_size_budget(quanti
     verify_manifest(path, required=("model.int8.onnx", "model.int8.onnx.json"))
 
 
+def test_attention_weights_and_the_policy_head_stay_float(quantized):
+    path, _ = quantized
+    graph = onnx.load(path / "model.int8.onnx").graph
+    producers = {o: n for n in graph.node for o in n.output}
+    passthrough = {"Mul", "Concat", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Slice", "Split"}
+
+    def reaches_softmax(name: str) -> bool:
+        node = producers.get(name)
+        if node is None or node.op_type not in passthrough | {"Softmax"}:
+            return False
+        return node.op_type == "Softmax" or any(reaches_softmax(i) for i in node.input)
+
+    quantized_inputs = [n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert quantized_inputs and not any(reaches_softmax(i) for i in quantized_inputs)
+    fp32_linear = [n.name for n in onnx.load(path / "model.onnx").graph.node if n.op_type == "MatMul"]
+    head = [n for n in graph.node if n.name in fp32_linear[-3:]]  # the quantizer may reorder nodes
+    assert len(head) == 3
+    for node in head:
+        assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear"
+                   for i in node.input), node.name
+
+
 def test_int8_policy_logits_stay_close_to_fp32(quantized):
     path, _ = quantized
     fp32, int8 = OnnxRuntimeEngine(path), OnnxRuntimeEngine(path, precision="int8")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rlfm_edge.inference.base import PolicyEngine, refresh_threads
+from rlfm_edge.inference.memory import retain_freed_memory
 from rlfm_edge.model.features import INPUT_NAMES, build_features, pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, verify_manifest
 from rlfm_edge.stats import CountStats
@@ -100,6 +101,7 @@ class OnnxRuntimeEngine(PolicyEngine):
         self.max_actions = self.spec["max_actions"]
         self.max_successors = self.spec["max_successors"]
         self.providers = list(providers) if providers else default_providers()
+        retain_freed_memory()  # the padded feature arrays are re-allocated on every refresh
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(threads),
                                                 providers=self.providers)

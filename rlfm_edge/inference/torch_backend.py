@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlfm_edge.inference.base import PolicyEngine, refresh_threads
+from rlfm_edge.inference.memory import retain_freed_memory
 from rlfm_edge.model.dense import DenseGAT
 from rlfm_edge.model.features import build_features, pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, load_model
@@ -24,7 +25,9 @@ class TorchEngine(PolicyEngine):
     shape (Smax, Amax) and replayed. ``max_states``/``max_actions`` are the export sizes.
     On the CPU, ``threads`` (default ``refresh_threads()``, which leaves a core to the
     control loop) sets torch's intra-op threads, which are process-wide: in a robot process
-    the engine is torch's only user.
+    the engine is torch's only user. On the CPU it also keeps freed heap memory in the
+    process (rlfm_edge.inference.memory): without that, each refresh page-faults its
+    temporaries in again.
     """
 
     backend = "torch"
@@ -41,6 +44,7 @@ class TorchEngine(PolicyEngine):
             raise ValueError("cuda_graph: CUDA graphs need a CUDA device for the torch backend")
         if self.device.type == "cpu":
             torch.set_num_threads(threads or refresh_threads())
+            retain_freed_memory()
         self.model_dir = Path(model) if model is not None else DEFAULT_MODEL_DIR
         self.net = load_model(self.model_dir)
         self.config = self.net.config

@@ -3,7 +3,15 @@
 PyG's GATConv relies on scatter-softmax, which exports poorly (pyg-team/pytorch_geometric
 #728, #8415); this twin reads the very same parameters and computes each layer with
 gathers and masked softmax over fixed K successor slots and Amax actions.
-tests/test_model_dense.py pins the two together.
+tests/test_model.py pins the two together.
+
+The layout is chosen for CPU runtimes, where the cost is elementwise passes over the
+(B, Smax*Amax, K, ·) slot tensors, not FLOPs (ONNX Runtime spent 70% of a refresh in
+broadcast Mul/Add/Split there). So every linear map that commutes with the gather is
+applied to the Smax state rows before it, attention logits live in one flat (…, K*H)
+row built by MatMuls with tiled weights (no broadcasting over small inner dimensions),
+and one MatMul turns the slot weights (P̂ for the mean, α per head) into per-column
+weights, so a layer needs a single gather, one Mul and one ReduceSum over the slots.
 """
 
 from __future__ import annotations
@@ -28,41 +36,27 @@ def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return rows.reshape(B, M, K, D)
 
 
-def _project(conv: GATConv, x_src: torch.Tensor) -> torch.Tensor:
-    """[source projection | its attention score], computed once per node before gathering."""
-    H, C = conv.heads, conv.out_channels
-    src = conv.lin_src(x_src)
-    score = (src.unflatten(-1, (H, C)) * conv.att_src).sum(-1)
-    return torch.cat([src, score], dim=-1)
+def _score_weight(weight: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    """(H*C, D) linear weight and (1, H, C) attention vector -> (D, H): x @ it = per-head score."""
+    H, C = att.shape[-2:]
+    return (weight.t().unflatten(-1, (H, C)) * att).sum(-1)
 
 
-def _attend(conv: GATConv, projected: torch.Tensor, x_dst: torch.Tensor, mask: torch.Tensor,
-            mask_bias: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
-    """GATConv for destinations x_dst (B, M, D) over K sources per destination.
-
-    ``projected`` (B, M, K, H*C + H) is _project's output, gathered; ``mask`` and
-    ``mask_bias`` (B, M, K, 1) are 1/0 and 0/_MASKED per slot. The edge term
-    lin_edge -> att_edge is linear, so it is folded into one (E, H) matrix. The weighted
-    sum over slots is a batched MatMul.
-    """
-    H, C = conv.heads, conv.out_channels
-    B, M, K, _ = projected.shape
-    src, src_score = projected[..., : H * C], projected[..., H * C:]
-    dst_score = (conv.lin_dst(x_dst).unflatten(-1, (H, C)) * conv.att_dst).sum(-1)
-    alpha = src_score + dst_score.unsqueeze(2)
-    if edge_attr is not None:
-        fold = (conv.lin_edge.weight.t().unflatten(-1, (H, C)) * conv.att_edge).sum(-1)
-        alpha = alpha + edge_attr @ fold
-    alpha = torch.softmax(F.leaky_relu(alpha, conv.negative_slope) + mask_bias, dim=2) * mask
-    out = (alpha.unsqueeze(-1) * src.unflatten(-1, (H, C))).sum(2)
-    return out.reshape(B, M, H * C) + conv.bias
+def _spread(heads: int, width: int, device) -> torch.Tensor:
+    """(heads, heads*width) 0/1 matrix: weights per head @ it = the same weight on each of its columns."""
+    return torch.eye(heads, device=device).repeat_interleave(width, dim=1)
 
 
-def _weighted_sum(conv: GraphConv, x_src: torch.Tensor, x_dst: torch.Tensor,
-                  weight: torch.Tensor) -> torch.Tensor:
-    """GraphConv with aggr='add': lin_rel(sum_k w_k x_k) + lin_root(x_dst)."""
-    agg = (weight.unsqueeze(-1) * x_src).sum(2)
-    return conv.lin_rel(agg) + conv.lin_root(x_dst)
+def _softmax_slots(logits: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """Masked softmax over slots of flat (..., slots*heads) logits and 0/1 mask -> (..., slots, heads)."""
+    logits = (logits + (1 - mask) * _MASKED).unflatten(-1, (-1, heads))
+    return torch.softmax(logits, dim=-2) * mask.unflatten(-1, (-1, heads))
+
+
+def _per_head(mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """(..., slots) 0/1 mask -> (..., slots*heads), a MatMul (an Expand over a small inner
+    dimension is several times slower in ONNX Runtime)."""
+    return mask @ _spread(mask.size(-1), heads, mask.device)
 
 
 class DenseGAT(nn.Module):
@@ -77,33 +71,65 @@ class DenseGAT(nn.Module):
         super().__init__()
         self.net = net
 
-    def _layer(self, layer: BackupLayer, h_s, h_sa, succ_index, succ_attr, succ_p, succ_mask,
-               succ_bias, own_mask, own_bias):
-        B, Smax, d = h_s.shape
-        A = h_sa.size(1) // Smax
-        # One gather brings each successor's embedding, projection and attention score.
-        gathered = _gather_rows(torch.cat([h_s, _project(layer.succ_att, h_s)], dim=-1), succ_index)
-        att = _attend(layer.succ_att, gathered[..., d:], h_sa, succ_mask, succ_bias, succ_attr)
-        mean = _weighted_sum(layer.succ_mean, gathered[..., :d], h_sa, succ_p)
-        h_sa = layer.sa_norm(h_sa + layer.sa_mlp(torch.cat([h_sa, att, mean], dim=-1)))
-        own_src = _project(layer.own_att, h_sa).reshape(B, Smax, A, -1)
-        own = _attend(layer.own_att, own_src, h_s, own_mask, own_bias, None)
-        h_s = layer.s_norm(h_s + layer.s_mlp(torch.cat([h_s, own], dim=-1)))
-        return h_s, h_sa
+    def _successors(self, layer: BackupLayer, h_s, h_sa, succ_index, succ_attr_flat, slot_p,
+                    slot_mask):
+        """Both (s, a) <- s' messages: GATConv attention and the P̂-weighted GraphConv sum."""
+        att: GATConv = layer.succ_att
+        mean: GraphConv = layer.succ_mean
+        B, M, K = succ_index.shape
+        H, C = att.heads, att.out_channels
+        d = h_s.size(-1)
+        # Per state: values [lin_rel(x) | lin_src(x)] and the source score, gathered per slot
+        # (two gathers: slicing one gathered tensor costs a full extra pass over it).
+        w_values = torch.cat([mean.lin_rel.weight.t(), att.lin_src.weight.t()], dim=1)
+        values = _gather_rows(h_s @ w_values, succ_index)
+        src_score = _gather_rows(h_s @ _score_weight(att.lin_src.weight, att.att_src), succ_index)
+        # Logits (B, M, K*H): source + destination (tiled over slots) + edge term (block-diagonal).
+        w_dst = _score_weight(att.lin_dst.weight, att.att_dst).repeat(1, K)
+        w_edge = torch.block_diag(*[_score_weight(att.lin_edge.weight, att.att_edge)] * K)
+        logits = src_score.reshape(B, M, K * H) + h_sa @ w_dst + succ_attr_flat @ w_edge
+        alpha = _softmax_slots(F.leaky_relu(logits, att.negative_slope), slot_mask, H)
+        # Per-column weights of the gathered values: P̂ on lin_rel's d, α_h on head h's C.
+        spread = torch.block_diag(torch.ones(1, d, device=h_s.device), _spread(H, C, h_s.device))
+        weights = torch.cat([slot_p.unsqueeze(-1), alpha], dim=-1) @ spread
+        summed = (weights * values).sum(2)
+        mean_out = summed[..., :d] + mean.lin_rel.bias + mean.lin_root(h_sa)
+        return summed[..., d:] + att.bias, mean_out
+
+    def _actions(self, layer: BackupLayer, h_s, h_sa, own_mask):
+        """s <- its actions (s, a): GATConv attention over the Amax action slots."""
+        att: GATConv = layer.own_att
+        B, S, d = h_s.shape
+        H, C = att.heads, att.out_channels
+        A = h_sa.size(1) // S
+        src = (h_sa @ att.lin_src.weight.t()).reshape(B, S, A, H * C)
+        src_score = (h_sa @ _score_weight(att.lin_src.weight, att.att_src)).reshape(B, S, A * H)
+        logits = src_score + h_s @ _score_weight(att.lin_dst.weight, att.att_dst).repeat(1, A)
+        alpha = _softmax_slots(F.leaky_relu(logits, att.negative_slope), own_mask, H)
+        return ((alpha @ _spread(H, C, h_s.device)) * src).sum(2) + att.bias
 
     def forward(self, state_x, sa_x, succ_index, succ_attr, succ_mask, sa_mask):
         net = self.net
         B, Smax, _ = state_x.shape
-        A = sa_x.size(1) // Smax
-        succ_mask4 = succ_mask.unsqueeze(-1)
-        own_mask4 = sa_mask.reshape(B, Smax, A, 1)
-        masks = (succ_attr[..., 0] * succ_mask, succ_mask4, (1 - succ_mask4) * _MASKED,
-                 own_mask4, (1 - own_mask4) * _MASKED)
+        M, K = succ_index.shape[1:]
+        A = M // Smax
+        H = net.layers[0].succ_att.heads
+        slot_mask = _per_head(succ_mask, H)                       # (B, M, K*H)
+        own_mask = _per_head(sa_mask.reshape(B, Smax, A), H)      # (B, Smax, A*H)
+        slot_p = succ_attr[..., 0] * succ_mask
+        succ_attr_flat = succ_attr.reshape(B, M, -1)
         h_s = net.state_in(state_x)
         h_sa = net.sa_in(sa_x)
         for layer in net.layers:
-            h_s, h_sa = self._layer(layer, h_s, h_sa, succ_index, succ_attr, *masks)
-        owner = h_s.unsqueeze(2).expand(B, Smax, A, h_s.size(-1)).reshape(B, Smax * A, -1)
-        logits = net.head(torch.cat([h_sa, owner], dim=-1)).squeeze(-1)
+            att, mean = self._successors(layer, h_s, h_sa, succ_index, succ_attr_flat, slot_p,
+                                         slot_mask)
+            h_sa = layer.sa_norm(h_sa + layer.sa_mlp(torch.cat([h_sa, att, mean], dim=-1)))
+            own = self._actions(layer, h_s, h_sa, own_mask)
+            h_s = layer.s_norm(h_s + layer.s_mlp(torch.cat([h_s, own], dim=-1)))
+        first, rest = net.head[0], net.head[1:]
+        d = h_s.size(-1)
+        # The head's first Linear on [h_sa | owner state] splits; the state half runs on Smax rows.
+        owner = (h_s @ first.weight[:, d:].t()).unsqueeze(2).expand(B, Smax, A, -1).reshape(B, M, -1)
+        logits = rest(h_sa @ first.weight[:, :d].t() + owner + first.bias).squeeze(-1)
         logits = logits * sa_mask + (1 - sa_mask) * PAD_LOGIT
         return logits.reshape(B, Smax, A)
