@@ -62,6 +62,32 @@ def _make_agent(args, engine):
                        deadline_s=1.0 / args.rate, seed=args.seed)
 
 
+def _wait_until(tick: float) -> float:
+    """Sleep to just before ``tick``, spin the rest; return the time the wait ended."""
+    while (now := time.perf_counter()) < tick:
+        time.sleep(max(0.0, tick - now - 2e-4) if tick - now > 3e-4 else 0)
+    return now
+
+
+def pacing_floor(rate: float, ticks: int = 500) -> np.ndarray:
+    """Seconds a no-op Python call takes when timed like ``step`` at ``rate``: the platform's share.
+
+    After each sleep the caches, TLB and (on a VM) the vCPU are cold, so even a call that
+    takes about 1 us back to back is measured at tens of microseconds; the step's figures
+    read against this.
+    """
+    period = 1.0 / rate
+    out = np.empty(ticks)
+    next_tick = time.perf_counter() + period
+    for i in range(ticks):
+        _wait_until(next_tick)
+        t0 = time.perf_counter()
+        abs(-1.0)
+        out[i] = time.perf_counter() - t0
+        next_tick += period
+    return out
+
+
 def paced_loop(args, engine) -> dict:
     agent = _make_agent(args, engine)
     robot = _Robot(4, args.horizon, args.seed)
@@ -72,9 +98,7 @@ def paced_loop(args, engine) -> dict:
     agent.wait_refreshed(timeout=30)
     next_tick = time.perf_counter() + period
     for i in range(n):
-        while (now := time.perf_counter()) < next_tick:
-            time.sleep(max(0.0, next_tick - now - 2e-4) if next_tick - now > 3e-4 else 0)
-        jitter[i] = now - next_tick
+        jitter[i] = _wait_until(next_tick) - next_tick
         t0 = time.perf_counter()
         a = agent.step(obs, reward)
         latency[i] = time.perf_counter() - t0
@@ -192,6 +216,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     loop = paced_loop(args, engine)
+    floor = pacing_floor(args.rate, ticks=max(10, min(500, int(args.duration * args.rate))))
     mem = memory_run(args, engine)
     rtt = serial_rtt(args)
     elapsed = time.perf_counter() - t0
@@ -206,6 +231,9 @@ def cmd_loop(args: argparse.Namespace) -> int:
         f"| `OnlineAgent.step` at {args.rate:g} Hz, S={args.states}, A={args.actions}, "
         f"{loop['steps']:,} steps: median / p99 / max | {_us(np.median(lat))} / "
         f"{_us(np.percentile(lat, 99))} / {_us(lat.max())} | p99 <= 100 us |\n"
+        f"| the same timing around a no-op Python call, {floor.size} ticks: median / p99 / max "
+        f"(platform floor) | {_us(np.median(floor))} / {_us(np.percentile(floor, 99))} / "
+        f"{_us(floor.max())} | - |\n"
         f"| steps over the {_us(period)} deadline (agent's own) | {loop['step_overruns']} | 0 |\n"
         f"| tick start jitter: median / p99 / max (OS scheduling) | {_us(np.median(jit))} / "
         f"{_us(np.percentile(jit, 99))} / {_us(jit.max())} | - |\n"
