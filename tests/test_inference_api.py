@@ -57,12 +57,27 @@ def test_auto_chooses_by_the_measured_refresh_time_and_falls_back_to_the_next_fa
         dirs, monkeypatch, faster):
     import rlfm_edge.inference as inference
 
-    monkeypatch.setattr(inference, "probe_ms", lambda e: 1.0 if e.backend == faster else 9.0)
+    monkeypatch.setattr(inference, "probe_ms", lambda e, size: 1.0 if e.backend == faster else 9.0)
     engine = make_engine("auto", model=dirs[1], precision="fp32")
     assert engine.backend == faster
     engine.engine.policy = _Broken().policy
     assert engine.policy(random_stats(np.random.default_rng(2), 4, 3, 30), 4).shape == (4, 3)
     assert engine.backend != faster
+
+
+def test_auto_ranks_the_backends_at_the_size_the_caller_will_run(dirs, monkeypatch, caplog):
+    import rlfm_edge.inference as inference
+
+    sizes = []
+    monkeypatch.setattr(inference, "probe_ms", lambda e, size: sizes.append(size) or 1.0)
+    with caplog.at_level(logging.INFO):
+        make_engine("auto", model=dirs[1], precision="fp32", probe_size=(5, 2))
+    assert sizes and set(sizes) == {(5, 2)} and "refresh at S=5, A=2" in caplog.text
+    sizes.clear()
+    make_engine("auto", model=dirs[1], precision="fp32")
+    assert set(sizes) == {(8, 3)}  # the model's full size when the caller does not say
+    with pytest.raises(ModelLimitError, match="at most S=8"):
+        make_engine("auto", model=dirs[1], precision="fp32", probe_size=(9, 2))
 
 
 def test_auto_falls_back_to_torch_with_a_warning_when_the_model_has_no_onnx(dirs, caplog):

@@ -37,7 +37,8 @@ class RLFMAgent(Agent):
         self.mode = check_choice("mode", mode, ("sample", "greedy"))
         self.refresh = check_choice("refresh", refresh, ("episode", "step"))
         self.temperature = check_positive_float("temperature", temperature)
-        self.engine = engine if engine is not None else make_engine(backend, model, precision)
+        self.engine = (engine if engine is not None
+                       else make_engine(backend, model, precision, probe_size=(n_states, n_actions)))
         self.engine.check_fits(self.stats)
         self._refresh()
 

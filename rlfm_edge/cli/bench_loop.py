@@ -212,7 +212,7 @@ def plot(loop: dict, rtt: dict, path: Path) -> Path:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    engine = engine_from_args(args)
+    engine = engine_from_args(args, (args.states, args.actions))
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     loop = paced_loop(args, engine)
@@ -231,8 +231,8 @@ def cmd_loop(args: argparse.Namespace) -> int:
         f"| `OnlineAgent.step` at {args.rate:g} Hz, S={args.states}, A={args.actions}, "
         f"{loop['steps']:,} steps: median / p99 / max | {_us(np.median(lat))} / "
         f"{_us(np.percentile(lat, 99))} / {_us(lat.max())} | p99 <= 100 us |\n"
-        f"| the same timing around a no-op Python call, {floor.size} ticks: median / p99 / max "
-        f"(platform floor) | {_us(np.median(floor))} / {_us(np.percentile(floor, 99))} / "
+        f"| the same timing around a no-op Python call, {floor.size} ticks, agent closed: median "
+        f"/ p99 / max (platform floor) | {_us(np.median(floor))} / {_us(np.percentile(floor, 99))} / "
         f"{_us(floor.max())} | - |\n"
         f"| steps over the {_us(period)} deadline (agent's own) | {loop['step_overruns']} | 0 |\n"
         f"| tick start jitter: median / p99 / max (OS scheduling) | {_us(np.median(jit))} / "

@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                     "control_period_s": 1.0 / args.rate}, source="demo config")
     if args.log:
         config.log_path = out / "agent.mcap"
-    engine = engine_from_args(args)
+    engine = engine_from_args(args, (config.n_states, config.n_actions))
     agent = config.make_agent(engine)
     print(f"demo: {agent!r} ({engine.backend}, {engine.precision}) vs a simulated CartPole robot "
           f"over a pty, {args.episodes} episodes at {args.rate:g} Hz, at most {args.max_steps} "

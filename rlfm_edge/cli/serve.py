@@ -22,14 +22,15 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
 
 
-def engine_from_args(args: argparse.Namespace):
+def engine_from_args(args: argparse.Namespace, size: tuple[int, int] | None = None):
+    """The engine the options name; ``auto`` ranks the backends by a refresh at ``size`` (S, A)."""
     from rlfm_edge.inference import make_engine
 
     if args.backend == "planning":
         if args.model is not None:
             raise ValueError("--model: the planning backend uses no model")
         return make_engine("planning")
-    return make_engine(args.backend, model=args.model, precision=args.precision)
+    return make_engine(args.backend, model=args.model, precision=args.precision, probe_size=size)
 
 
 def positive(kind):
@@ -50,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.stats_path = Path(args.stats)
     if args.log is not None:
         config.log_path = Path(args.log)
-    engine = engine_from_args(args)
+    engine = engine_from_args(args, (config.n_states, config.n_actions))
     agent = config.make_agent(engine)
     print(f"serving {agent!r} on {args.port} at {args.baud} baud; S={agent.n_states} "
           f"(terminal state: {agent.has_terminal_state}), horizon {config.horizon}; Ctrl-C stops")

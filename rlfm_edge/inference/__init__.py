@@ -3,7 +3,9 @@
 ``make_engine(backend="auto" | "tensorrt" | "onnxruntime" | "torch" | "planning", model=None,
 precision="fp32")`` builds one; ``available_backends()`` says which run here and, for the
 others, why not. ``auto`` starts every backend that can run here, times a few refreshes
-of each on statistics of the model's full size, keeps the fastest (which one wins depends
+of each on statistics of ``probe_size`` (S, A): the robot's size where the caller knows it
+(an exported ONNX pads every S to Smax while torch runs at S, so the ranking depends on S),
+else the model's full size. It keeps the fastest (which one wins depends
 on the machine: torch eager beat ONNX Runtime on a 2-core x86 VM, a CUDA graph beats both
 on a GPU), logs the timings and its choice, and wraps it so that a backend failing at run
 time hands over to the next fastest with a logged warning instead of stopping the robot.
@@ -95,13 +97,13 @@ class FallbackEngine(PolicyEngine):
                 self._switch()
 
 
-def probe_ms(engine: PolicyEngine, calls: int = 3) -> float:
-    """Median refresh time of ``engine`` on statistics of its full (Smax, Amax) size, after one warm-up."""
-    stats = refresh_stats(np.random.default_rng(0), engine.max_states, engine.max_actions)
+def probe_ms(engine: PolicyEngine, size: tuple[int, int], calls: int = 3) -> float:
+    """Median refresh time of ``engine`` on statistics of ``size`` (S, A), after one warm-up."""
+    stats = refresh_stats(np.random.default_rng(0), *size)
     return float(np.median(time_calls_ms(lambda: engine.policy(stats, 20), calls, warmup=1)))
 
 
-def _auto(model, precision: str, **kw) -> PolicyEngine:
+def _auto(model, precision: str, probe_size: tuple[int, int] | None, **kw) -> PolicyEngine:
     """The fastest backend that starts here, measured; later failures fall back to the next fastest."""
     timed, reasons = [], {}
     for name, spec in _BACKENDS.items():
@@ -112,8 +114,12 @@ def _auto(model, precision: str, **kw) -> PolicyEngine:
         p = precision if precision in spec[3] else "fp32"
         try:
             engine = make_engine(name, model, p, **kw)
-            timed.append((probe_ms(engine), f"{name}/{p}", engine,
+            size = probe_size or (engine.max_states, engine.max_actions)
+            engine.check_fits(CountStats(*size))
+            timed.append((probe_ms(engine, size), f"{name}/{p}", engine,
                           lambda n=name, p=p: make_engine(n, model, p, **kw)))
+        except ModelLimitError:
+            raise  # the caller's size, not the backend, is wrong
         except Exception as exc:  # noqa: BLE001 - any failure to start or run means "try the next"
             reasons[name] = str(exc)
             log.warning("inference backend %s/%s cannot start (%s); trying the next", name, p, exc)
@@ -124,16 +130,18 @@ def _auto(model, precision: str, **kw) -> PolicyEngine:
     # The winner is kept; the others are rebuilt only if it fails, so their memory is freed now.
     chain = [(timed[0][1], lambda: best)] + [(label, factory) for _, label, _, factory in timed[1:]]
     engine = FallbackEngine(chain)
-    log.info("inference backend 'auto' chose %s/%s (refresh at S=%d: %s)", engine.backend, engine.precision,
-             engine.max_states, ", ".join(f"{label} {ms:.2f} ms" for ms, label, _, _ in timed))
+    size = probe_size or (engine.max_states, engine.max_actions)
+    log.info("inference backend 'auto' chose %s/%s (refresh at S=%d, A=%d: %s)", engine.backend,
+             engine.precision, *size, ", ".join(f"{label} {ms:.2f} ms" for ms, label, _, _ in timed))
     return engine
 
 
-def make_engine(backend: str = "auto", model=None, precision: str = "fp32", **kw) -> PolicyEngine:
-    """Build a PolicyEngine; see the module docstring for ``auto``."""
+def make_engine(backend: str = "auto", model=None, precision: str = "fp32",
+                probe_size: tuple[int, int] | None = None, **kw) -> PolicyEngine:
+    """Build a PolicyEngine; see the module docstring for ``auto`` and ``probe_size``."""
     specs = {**_BACKENDS, **_MODEL_FREE}
     if backend == "auto":
-        return _auto(model, precision, **kw)
+        return _auto(model, precision, probe_size, **kw)
     if backend not in specs:
         raise ValueError(f"backend: expected 'auto' or one of {sorted(specs)}, got {backend!r}")
     module, cls, _, precisions = specs[backend]

@@ -249,7 +249,8 @@ class AgentNode(LifecycleNode):
                                         f"(require_statistics_file is true)")
             persistence = StatsPersistence(path, every_s=p("save_period_s") or None)
         self._stats_path = persistence.path
-        engine = self._agent.engine if self._agent is not None else self._make_engine()
+        engine = (self._agent.engine if self._agent is not None
+                  else self._make_engine((discretizer.n_states, p("n_actions"))))
         safe = p("safe_action")
         return OnlineAgent(
             discretizer, engine, p("horizon"), p("n_actions"), mode=p("action_mode"),
@@ -258,7 +259,8 @@ class AgentNode(LifecycleNode):
             safe_action=None if safe < 0 else safe, seed=p("seed"), stats=stats,
             persistence=persistence)
 
-    def _make_engine(self):
+    def _make_engine(self, size: tuple[int, int]):
+        """The engine; ``auto`` ranks the backends by a refresh at ``size`` (S, A), the robot's."""
         p = self._param
         model = p("model_file_path") or None
         if p("backend") == "planning":  # model-free
@@ -269,7 +271,7 @@ class AgentNode(LifecycleNode):
         if p("backend") == "tensorrt":
             kw = {"engine_file_path": p("engine_file_path") or None,
                   "force_engine_update": p("force_engine_update")}
-        engine = make_engine(p("backend"), model=model, precision=p("precision"), **kw)
+        engine = make_engine(p("backend"), model=model, precision=p("precision"), probe_size=size, **kw)
         self._model_version = _model_version(engine, model)
         return engine
 
