@@ -44,23 +44,38 @@ def _check_finite(stats: CountStats) -> None:
     for name in ("reward_sum", "reward_sq_sum"):
         if not np.all(np.isfinite(getattr(stats, name))):
             raise ValueError(f"statistics field {name!r} contains NaN or inf")
-    if np.any(stats.n_sas < 0):
+
+
+def _transitions(n_sas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sa, s_next, count) of every nonzero N(s, a, s'), in row-major order.
+
+    The one pass over the dense (S, A, S) counts a refresh makes; negative counts (a
+    corrupted statistics object) are rejected here, where they are already at hand.
+    """
+    S = n_sas.shape[-1]
+    flat = n_sas.reshape(-1)
+    index = np.flatnonzero(flat != 0)
+    counts = flat[index]
+    if counts.size and counts.min() < 0:
         raise ValueError("statistics field 'n_sas' has negative counts")
+    sa, s_next = np.divmod(index, S)
+    return sa, s_next, counts
 
 
 def successor_edges(n_sas: np.ndarray, max_successors: int) -> tuple[np.ndarray, ...]:
     """Observed successor edges, at most ``max_successors`` per (s, a), most visited first.
 
     Returns (sa, s_next, slot, count) arrays sorted by sa then slot (count descending, ties
-    by state index). It runs on every policy refresh, so the three sort keys are packed into
-    one int64 and sorted in place (a vectorised sort, a third of lexsort's time); lexsort
-    remains for counts too large to pack.
+    by state index).
     """
     S, A, _ = n_sas.shape
-    flat = n_sas.reshape(-1)
-    index = np.flatnonzero(flat != 0)
-    counts = flat[index]
-    sa, s_next = np.divmod(index, S)
+    return _top_successors(*_transitions(n_sas), S, A, max_successors)
+
+
+def _top_successors(sa, s_next, counts, S: int, A: int, max_successors: int) -> tuple[np.ndarray, ...]:
+    """successor_edges on _transitions' output. It runs on every policy refresh, so the
+    three sort keys are packed into one int64 and sorted in place (a vectorised sort, a
+    third of lexsort's time); lexsort remains for counts too large to pack."""
     top = int(counts.max()) + 1 if counts.size else 1
     if S * A * top * S < 2**62:
         key = (sa * top + (top - 1 - counts)) * S + s_next
@@ -86,11 +101,12 @@ def build_features(stats: CountStats, horizon: int, max_successors: int) -> Grap
     n_sa = stats.n_sa.astype(np.float64)
     tried = (n_sa > 0).astype(np.float64)
     n_s = n_sa.sum(axis=1)
-    n_in = stats.n_sas.sum(axis=(0, 1)).astype(np.float64)
     log_h = np.log(horizon) / _LOG_SCALE
     log_s = np.log(S) / _LOG_SCALE
 
-    sa, s_next, slot, counts = successor_edges(stats.n_sas, max_successors)
+    transitions = _transitions(stats.n_sas)
+    n_in = np.bincount(transitions[1], weights=transitions[2], minlength=S)
+    sa, s_next, slot, counts = _top_successors(*transitions, S, A, max_successors)
     p_hat = counts / np.maximum(n_sa.reshape(-1)[sa], 1.0)
     kept_mass = np.bincount(sa, weights=p_hat, minlength=S * A).reshape(S, A)
     n_succ = np.bincount(sa, minlength=S * A).reshape(S, A)
@@ -163,8 +179,8 @@ def pad_features(batch: list[GraphFeatures], max_states: int, max_actions: int,
         out.state_x[b, :S] = g.state_x
         out.sa_x[b, rows] = g.sa_x
         out.sa_mask[b, rows] = 1.0
-        edge_rows = rows[g.edge_sa]
-        out.succ_index[b, edge_rows, g.edge_slot] = g.edge_state
-        out.succ_attr[b, edge_rows, g.edge_slot] = g.edge_attr
-        out.succ_mask[b, edge_rows, g.edge_slot] = 1.0
+        slots = rows[g.edge_sa] * K + g.edge_slot  # flat (row, slot) index: one 1-D scatter each
+        out.succ_index[b].reshape(-1)[slots] = g.edge_state
+        out.succ_attr[b].reshape(-1, EDGE_FEATURES)[slots] = g.edge_attr
+        out.succ_mask[b].reshape(-1)[slots] = 1.0
     return out
