@@ -306,3 +306,36 @@ def test_wall_clock_jumps_do_not_disturb_periods_deadlines_or_saves(tmp_path, mo
     assert persistence.counters.saves >= 2  # the periodic save kept its period
     assert CountStats.load(tmp_path / "s.npz") == agent.stats
     assert read_statistics(tmp_path / "run.mcap") == agent.stats  # stamps jump, content does not
+
+
+# -- a terminal frame repeated with a NaN (a lost ACTION, then a corrupted repeat) -----------------
+class _Recorder:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, msg) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+def test_a_nan_repeat_of_a_terminal_frame_is_refused_and_counts_no_episode():
+    """Seen under CPU load in the hardware-in-the-loop test: the robot's repeat of an answered
+    terminal EPISODE_END frame got a NaN; its key differed, so it was taken as a new one-frame
+    episode (terminate() did not check the observation) and counted as an extra episode."""
+    from rlfm_edge.serial.protocol import Error
+
+    agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), PlanningEngine(), horizon=5,
+                        n_actions=2, terminal_state=True)
+    link = _Recorder()
+    loop = SerialAgentLoop(link, agent)
+    frames = [Observation((0.1,), 0.0, seq=0, reset=True),
+              Observation((0.6,), 1.0, seq=1),
+              Observation((0.9,), 1.0, seq=2, episode_end=True, terminal=True),
+              Observation((float("nan"),), 1.0, seq=3, episode_end=True, terminal=True, repeat=True),
+              Observation((0.9,), 1.0, seq=4, episode_end=True, terminal=True, repeat=True)]
+    for frame in frames:
+        loop.handle(frame)
+    agent.close(save=False)
+    assert loop.counters.episodes == 1 and loop.counters.invalid_observations == 1
+    assert loop.counters.repeats_answered == 1 and agent.counters.episodes == 1
+    assert isinstance(link.sent[3], Error) and link.sent[4].action == -1

@@ -342,6 +342,10 @@ def test_terminate_needs_a_terminal_state_and_a_finite_reward():
         agent.step(_obs(0), None)
         with pytest.raises(InvalidObservation):
             agent.terminate(np.nan)
+        bad = [np.nan] * len(_obs(0))  # a terminal frame with a NaN observation is refused too
+        with pytest.raises(InvalidObservation, match="non-finite"):
+            agent.terminate(1.0, bad)
+        assert agent.counters.episodes == 0 and agent.counters.rejected_observations == 2
     with pytest.raises(ModelLimitError):
         OnlineAgent(_disc(), PlanningEngine(max_states=4), horizon=5, n_actions=2,
                     terminal_state=True)

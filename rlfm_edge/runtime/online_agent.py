@@ -290,7 +290,8 @@ class OnlineAgent:
         """End the episode in the absorbing terminal state; ``reward`` is the last action's.
 
         ``observation`` (optional, only logged) is what the robot saw as it ended. Raises
-        InvalidObservation for a non-finite reward, ValueError without ``terminal_state``.
+        InvalidObservation (nothing changed) for a non-finite reward or an observation that
+        ``step`` would refuse, ValueError without ``terminal_state``.
         """
         T = self.terminal_index
         if T is None:
@@ -300,6 +301,12 @@ class OnlineAgent:
         if not math.isfinite(reward):
             self._c.rejected_observations += 1
             raise InvalidObservation(f"reward: must be finite, got {reward}")
+        if observation is not None:
+            try:
+                self.discretizer.state(observation)  # the same checks as step's
+            except ValueError as exc:
+                self._c.rejected_observations += 1
+                raise InvalidObservation(str(exc)) from None
         prev = self._prev
         if prev is not None:
             obs = (np.array(observation, np.float32).ravel()

@@ -56,7 +56,8 @@ class RandomActor:
         pass
 
     def terminate(self, reward: float, observation=None) -> None:
-        pass
+        if observation is not None:
+            self.step(observation)  # refuses what step refuses
 
 
 @dataclass(frozen=True)
