@@ -59,6 +59,24 @@ def test_dense_twin_matches_pyg_network_on_random_graphs(seed):
         assert torch.all(dense_out[b, :, f.n_actions:] == PAD_LOGIT)
 
 
+def test_dense_twin_runs_in_half_precision_like_in_float():
+    """The fp16 path (the torch backend on CUDA) runs here on the CPU: every constant the
+    dense twin builds follows the input's dtype, and the logits stay close to fp32's."""
+    torch.manual_seed(4)
+    rng = np.random.default_rng(4)
+    net = PolicyGAT(ModelConfig(hidden=16, heads=2, layers=2, max_successors=4, max_states=12,
+                                max_actions=3)).eval()
+    feats = [build_features(random_stats(rng, 12, 3, 300), 10, 4),
+             build_features(random_stats(rng, 5, 2, 0), 3, 4)]
+    inputs = [torch.from_numpy(v) for v in pad_features(feats, 12, 3, 4).as_dict().values()]
+    with torch.no_grad():
+        full = DenseGAT(net).eval()(*inputs)
+        half = DenseGAT(net).half().eval()(*(x.half() if x.is_floating_point() else x for x in inputs))
+    assert half.dtype == torch.float16
+    np.testing.assert_allclose(half[0].float().numpy(), full[0].numpy(), atol=2e-2, rtol=0)
+    np.testing.assert_allclose(half[1, :5, :2].float().numpy(), full[1, :5, :2].numpy(), atol=2e-2, rtol=0)
+
+
 def test_successor_edges_keep_the_most_visited_first():
     stats = CountStats(5, 1)
     for s_next, n in [(4, 1), (2, 5), (3, 3), (1, 2)]:

@@ -42,9 +42,10 @@ def _score_weight(weight: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
     return (weight.t().unflatten(-1, (H, C)) * att).sum(-1)
 
 
-def _spread(heads: int, width: int, device) -> torch.Tensor:
-    """(heads, heads*width) 0/1 matrix: weights per head @ it = the same weight on each of its columns."""
-    return torch.eye(heads, device=device).repeat_interleave(width, dim=1)
+def _spread(heads: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """(heads, heads*width) 0/1 matrix (``like``'s dtype and device): weights per head @ it =
+    the same weight on each of its columns."""
+    return torch.eye(heads, dtype=like.dtype, device=like.device).repeat_interleave(width, dim=1)
 
 
 def _softmax_slots(logits: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
@@ -56,7 +57,7 @@ def _softmax_slots(logits: torch.Tensor, mask: torch.Tensor, heads: int) -> torc
 def _per_head(mask: torch.Tensor, heads: int) -> torch.Tensor:
     """(..., slots) 0/1 mask -> (..., slots*heads), a MatMul (an Expand over a small inner
     dimension is several times slower in ONNX Runtime)."""
-    return mask @ _spread(mask.size(-1), heads, mask.device)
+    return mask @ _spread(mask.size(-1), heads, mask)
 
 
 class DenseGAT(nn.Module):
@@ -90,7 +91,7 @@ class DenseGAT(nn.Module):
         logits = src_score.reshape(B, M, K * H) + h_sa @ w_dst + succ_attr_flat @ w_edge
         alpha = _softmax_slots(F.leaky_relu(logits, att.negative_slope), slot_mask, H)
         # Per-column weights of the gathered values: P̂ on lin_rel's d, α_h on head h's C.
-        spread = torch.block_diag(torch.ones(1, d, device=h_s.device), _spread(H, C, h_s.device))
+        spread = torch.block_diag(torch.ones(1, d, dtype=h_s.dtype, device=h_s.device), _spread(H, C, h_s))
         weights = torch.cat([slot_p.unsqueeze(-1), alpha], dim=-1) @ spread
         summed = (weights * values).sum(2)
         mean_out = summed[..., :d] + mean.lin_rel.bias + mean.lin_root(h_sa)
@@ -106,7 +107,7 @@ class DenseGAT(nn.Module):
         src_score = (h_sa @ _score_weight(att.lin_src.weight, att.att_src)).reshape(B, S, A * H)
         logits = src_score + h_s @ _score_weight(att.lin_dst.weight, att.att_dst).repeat(1, A)
         alpha = _softmax_slots(F.leaky_relu(logits, att.negative_slope), own_mask, H)
-        return ((alpha @ _spread(H, C, h_s.device)) * src).sum(2) + att.bias
+        return ((alpha @ _spread(H, C, h_s)) * src).sum(2) + att.bias
 
     def forward(self, state_x, sa_x, succ_index, succ_attr, succ_mask, sa_mask):
         net = self.net
