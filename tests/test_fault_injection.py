@@ -28,7 +28,7 @@ from rlfm_edge.inference.planning_engine import PlanningEngine
 from rlfm_edge.logs import TransitionLogger, read_statistics
 from rlfm_edge.runtime import OnlineAgent, StatsPersistence
 from rlfm_edge.runtime.serial_loop import SerialAgentLoop
-from rlfm_edge.serial.protocol import Action, Observation
+from rlfm_edge.serial.protocol import Action, Error, Observation
 from rlfm_edge.stats import CountStats
 
 pytestmark = pytest.mark.timeout(120)
@@ -309,24 +309,13 @@ def test_wall_clock_jumps_do_not_disturb_periods_deadlines_or_saves(tmp_path, mo
 
 
 # -- a terminal frame repeated with a NaN (a lost ACTION, then a corrupted repeat) -----------------
-class _Recorder:
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def send(self, msg) -> bool:
-        self.sent.append(msg)
-        return True
-
-
 def test_a_nan_repeat_of_a_terminal_frame_is_refused_and_counts_no_episode():
     """Seen under CPU load in the hardware-in-the-loop test: the robot's repeat of an answered
     terminal EPISODE_END frame got a NaN; its key differed, so it was taken as a new one-frame
     episode (terminate() did not check the observation) and counted as an extra episode."""
-    from rlfm_edge.serial.protocol import Error
-
     agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), PlanningEngine(), horizon=5,
                         n_actions=2, terminal_state=True)
-    link = _Recorder()
+    link = ScriptedLink(0)  # frames are handed to the loop directly; it records the answers
     loop = SerialAgentLoop(link, agent)
     frames = [Observation((0.1,), 0.0, seq=0, reset=True),
               Observation((0.6,), 1.0, seq=1),
