@@ -5,9 +5,9 @@ precision="fp32")`` builds one; ``available_backends()`` says which run here and
 others, why not. ``auto`` starts every backend that can run here, times a few refreshes
 of each on statistics of ``probe_size`` (S, A): the robot's size where the caller knows it
 (an exported ONNX pads every S to Smax while torch runs at S, so the ranking depends on S),
-else the model's full size. It keeps the fastest (which one wins depends
-on the machine: torch eager beat ONNX Runtime on a 2-core x86 VM, a CUDA graph beats both
-on a GPU), logs the timings and its choice, and wraps it so that a backend failing at run
+else the model's full size. It keeps the fastest (which one wins depends on the machine
+and on S: on a 2-core x86 VM ONNX Runtime wins at S=256 and torch at small S, a CUDA graph
+beats both on a GPU), logs the timings and its choice, and wraps it so that a backend failing at run
 time hands over to the next fastest with a logged warning instead of stopping the robot.
 """
 
