@@ -72,7 +72,8 @@ def main() -> int:
     print(body)
     if args.record:
         command = "python benchmarks/heldout_prior.py " + shlex.join(sys.argv[1:])
-        record_section(Path(args.record), f"Held-out prior MDPs ({sizes})", command, body)
+        split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
+        record_section(Path(args.record), f"Held-out prior MDPs ({sizes}{split})", command, body)
     return 0
 
 
