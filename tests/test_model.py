@@ -14,9 +14,10 @@ from torch_geometric.data import Batch  # noqa: E402
 
 from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E402
 from rlfm_edge.model.dense import PAD_LOGIT, DenseGAT  # noqa: E402
-from rlfm_edge.model.features import successor_edges  # noqa: E402
+from rlfm_edge.model.features import PLAN_SA_FEATURES, successor_edges  # noqa: E402
 from rlfm_edge.model.gat import PolicyGAT, to_graph  # noqa: E402
 from rlfm_edge.model.io import ModelFileError, load_model, save_model  # noqa: E402
+from rlfm_edge.planning import backward_induction  # noqa: E402
 from rlfm_edge.stats import CountStats  # noqa: E402
 
 
@@ -99,6 +100,37 @@ def test_successor_edges_order_by_count_then_state_within_each_pair(scale):
     assert s_next.tolist() == [1, 3, 5, 2, 4]
     assert slot.tolist() == [0, 1, 2, 0, 1]
     assert (counts // scale).tolist() == [7, 2, 2, 1, 1]
+
+
+def test_plan_features_are_backward_induction_on_the_empirical_model():
+    rng = np.random.default_rng(4)
+    S, A, H = 6, 3, 12
+    stats = random_stats(rng, S, A, 600)
+    stats.update_batch(np.repeat(np.arange(S), A), np.tile(np.arange(A), S), rng.random(S * A),
+                       rng.integers(0, S, S * A))  # every (s, a) tried
+    f = build_features(stats, H, max_successors=S)  # K = S: no successor left out
+    plan = f.sa_x[:, -PLAN_SA_FEATURES:].reshape(S, A, PLAN_SA_FEATURES) * H
+    P, R = stats.P_hat(), stats.R_hat()
+    Q_hat, V_hat = backward_induction(P, R, H)
+    assert np.allclose(plan[..., 0], Q_hat[0], atol=1e-4)
+    assert np.allclose(plan[..., 1], Q_hat[0] - V_hat[0][:, None], atol=1e-4)
+    r_top = max(1.0, R.max())
+    Q_opt, V_opt = backward_induction(P, R, H, bonus=r_top / np.sqrt(stats.n_sa), v_max=r_top)
+    assert np.allclose(plan[..., 2], Q_opt[0], atol=1e-4)
+    assert np.allclose(plan[..., 3], Q_opt[0] - V_opt[0][:, None], atol=1e-4)
+
+
+def test_plan_features_value_untried_actions_optimistically_and_not_empirically():
+    stats = CountStats(3, 2)
+    for _ in range(4):
+        stats.update(0, 0, 0.1, 1)  # state 1 is reached but never left; action 1 never tried
+    plan = build_features(stats, 5, 4).sa_x[:, -PLAN_SA_FEATURES:].reshape(3, 2, PLAN_SA_FEATURES)
+    assert plan[0, 0, 0] == pytest.approx(0.1 / 5)   # Q̂: one reward, then V̂(1) = 0
+    assert plan[0, 1, 0] == 0 and plan[0, 1, 1] == pytest.approx(-0.1 / 5)  # untried: no Q̂
+    assert np.all(plan[1:, :, 2] == 1.0)            # Q⁺ of untried: the top reward every step
+    # tried: 0.1 + 1/sqrt(4) now, then 1 per step from the unexplored state 1
+    assert plan[0, 0, 2] == pytest.approx((5 - 0.4) / 5) and plan[0, 1, 2] == 1.0
+    assert plan[0, 0, 3] == pytest.approx(-0.4 / 5)  # so optimism prefers the untried action
 
 
 def test_features_reject_non_finite_statistics():

@@ -17,6 +17,7 @@ from calibration.calibset import (  # noqa: E402
 from calibration.quantize import MAX_INT8_BYTES, quantize_int8  # noqa: E402
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine  # noqa: E402
 from rlfm_edge.model import ModelConfig  # noqa: E402
+from rlfm_edge.model.features import SA_FEATURES  # noqa: E402
 from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, verify_manifest  # noqa: E402
 from rlfm_edge.stats import CountStats  # noqa: E402
@@ -124,7 +125,7 @@ def test_calibration_set_mixes_prior_and_saved_statistics_and_round_trips(tmp_pa
     samples = build_calibration_set(SMAX, AMAX, K, n_prior=3, seed=1,
                                     stats_files=(tmp_path / "s.npz",), horizon=8)
     assert len(samples) == 4
-    assert all(s["sa_x"].shape == (1, SMAX * AMAX, 9) for s in samples)
+    assert all(s["sa_x"].shape == (1, SMAX * AMAX, SA_FEATURES) for s in samples)
     assert samples[-1]["sa_mask"].sum() == 15
     save_calibration_set(tmp_path / "cal.npz", samples, {"dims": [SMAX, AMAX, K]})
     back, meta = load_calibration_set(tmp_path / "cal.npz")

@@ -108,3 +108,12 @@ def test_training_config_rejects_unknown_fields(tmp_path):
     path.write_text("epochz: 3\n")
     with pytest.raises(ValueError, match="epochz"):
         TrainConfig.from_yaml(path)
+
+
+def test_validation_shares_ties_instead_of_picking_action_zero():
+    from rlfm_edge.mdp import TabularMDP
+    from training.validate import _normalized_value
+
+    mdp = TabularMDP(np.ones((1, 2, 1)), np.array([[0.0, 1.0]]), np.ones(1), 1)
+    assert _normalized_value(mdp, np.zeros((1, 2))) == pytest.approx(0.5)  # argmax: 0.0
+    assert _normalized_value(mdp, np.array([[0.0, 2.0]])) == pytest.approx(1.0)

@@ -32,7 +32,13 @@ from tqdm import tqdm
 
 from rlfm_edge.inference.base import action_probabilities
 from rlfm_edge.mdp import TabularMDP
-from rlfm_edge.model.features import GraphFeatures, build_features
+from rlfm_edge.model.features import (
+    BASE_SA_FEATURES,
+    GraphFeatures,
+    build_features,
+    horizon_of,
+    with_plan_features,
+)
 from rlfm_edge.planning import backward_induction, value_iteration
 from rlfm_edge.stats import CountStats
 from training.prior import PriorConfig, sample_mdp
@@ -173,8 +179,13 @@ _FIELDS = ("state_x", "sa_x", "edge_state", "edge_sa", "edge_slot", "edge_attr")
 
 
 def save_shard(path: Path, examples: list) -> None:
-    """Concatenate examples into one npz with per-example sizes."""
+    """Concatenate examples into one npz with per-example sizes.
+
+    Only the base features are stored: load_shard recomputes the plan features from them,
+    so shards outlive changes to those.
+    """
     arrays = {f: np.concatenate([getattr(g, f) for g, _, _ in examples]) for f in _FIELDS}
+    arrays["sa_x"] = arrays["sa_x"][:, :BASE_SA_FEATURES]
     arrays["q"] = np.concatenate([q.reshape(-1) for _, q, _ in examples])
     arrays["n_states"] = np.array([g.n_states for g, _, _ in examples], np.int64)
     arrays["n_actions"] = np.array([g.n_actions for g, _, _ in examples], np.int64)
@@ -196,6 +207,7 @@ def load_shard(path: Path) -> list[tuple[GraphFeatures, np.ndarray]]:
             S, A, a["state_x"][s_off:s_off + S], a["sa_x"][sa_off:sa_off + S * A],
             a["edge_state"][e_off:e_off + E], a["edge_sa"][e_off:e_off + E],
             a["edge_slot"][e_off:e_off + E], a["edge_attr"][e_off:e_off + E])
+        g = with_plan_features(g, horizon_of(g))
         out.append((g, a["q"][sa_off:sa_off + S * A].reshape(S, A)))
         s_off, sa_off, e_off = s_off + S, sa_off + S * A, e_off + E
     return out

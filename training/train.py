@@ -31,8 +31,10 @@ from tqdm import tqdm
 
 from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.model.config import ModelConfig
+from rlfm_edge.model.features import BASE_SA_FEATURES, PLAN_SA_FEATURES
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
-from rlfm_edge.model.io import load_model, save_model
+from rlfm_edge.model.io import load_config, save_model, verify_manifest
+from rlfm_edge.npz import read_npz
 from training.data import DataConfig, generate, load_shard
 from training.losses import boltzmann_cross_entropy
 from training.prior import PriorConfig
@@ -104,6 +106,24 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _warm_start(net: PolicyGAT, model_dir: Path) -> None:
+    """Load ``init_from``'s weights into ``net``.
+
+    A model trained before the plan features existed reads fewer (s, a) input columns: its
+    first (s, a) layer gets zero weights on the new ones, so training starts from its policy.
+    """
+    verify_manifest(model_dir, required=("weights.npz", "config.json"))
+    config = load_config(model_dir)
+    if config != net.config:
+        raise ValueError(f"init_from: {model_dir} has config {config}, not {net.config}")
+    arrays = read_npz(model_dir / "weights.npz")
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()}
+    first = state.get("sa_in.0.weight")
+    if first is not None and first.shape[1] == BASE_SA_FEATURES:
+        state["sa_in.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], PLAN_SA_FEATURES)], 1)
+    net.load_state_dict(state)
+
+
 def _save_checkpoint(path: Path, net, opt, sched, epoch: int, history: list) -> None:
     import io
 
@@ -151,10 +171,7 @@ def train(cfg: TrainConfig) -> Path:
                         sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed))
     net = PolicyGAT(model_cfg)
     if cfg.init_from:
-        init = load_model(cfg.init_from)
-        if init.config != model_cfg:
-            raise ValueError(f"init_from: {cfg.init_from} has config {init.config}, not {model_cfg}")
-        net.load_state_dict(init.state_dict())
+        _warm_start(net, Path(cfg.init_from))
     model = DistributedDataParallel(net) if distributed else net
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(loader)

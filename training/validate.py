@@ -24,8 +24,11 @@ from training.rollout import rollout
 
 
 def _normalized_value(mdp: TabularMDP, logits: np.ndarray) -> float:
+    """Value of the greedy policy, ties shared equally: in a state the data never reached,
+    the actions look alike and get equal logits, and an argmax would always pick action 0."""
     v_star = optimal_value(mdp)
-    greedy = logits.argmax(axis=1)
+    best = logits >= logits.max(axis=1, keepdims=True)
+    greedy = best / best.sum(axis=1, keepdims=True)
     return policy_value(mdp, greedy) / v_star if v_star > 0 else 1.0
 
 

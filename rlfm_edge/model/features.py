@@ -4,18 +4,28 @@ Nodes are states and state-action pairs. A state-action node (s, a) attends over
 observed successor states s' (edges where N(s, a, s') > 0, at most ``max_successors``
 of them, the most visited first); a state node attends over its own actions. The same
 arrays feed the PyG graph (training) and the padded dense tensors (export, inference).
+
+Message passing sees only as many steps ahead as the network has layers, while a reward may
+sit H steps away (DeepSea, chains, combination locks). So each (s, a) also gets the values of
+a full H-step backward induction on the statistics' own graph: the empirical Q̂ and an
+optimistic Q⁺ (a count bonus, untried actions worth the most reward per step): what
+certainty-equivalent planning and UCB-style exploration would each do. The network learns
+when to follow which, and what to do where neither is trustworthy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import sparse
 
 from rlfm_edge.stats import CountStats
 
 STATE_FEATURES = 7
-SA_FEATURES = 9
+BASE_SA_FEATURES = 9   # read from the statistics: what the training shards store
+PLAN_SA_FEATURES = 4   # Q̂/H, (Q̂ - V̂)/H, Q⁺/H, (Q⁺ - V⁺)/H from plan_features()
+SA_FEATURES = BASE_SA_FEATURES + PLAN_SA_FEATURES
 EDGE_FEATURES = 2
 _LOG_SCALE = 5.0
 
@@ -94,6 +104,11 @@ def _top_successors(sa, s_next, counts, S: int, A: int, max_successors: int) -> 
 
 def build_features(stats: CountStats, horizon: int, max_successors: int) -> GraphFeatures:
     """Features the model reads for statistics ``stats`` and episode length ``horizon``."""
+    return with_plan_features(base_features(stats, horizon, max_successors), horizon)
+
+
+def base_features(stats: CountStats, horizon: int, max_successors: int) -> GraphFeatures:
+    """The features read straight from the statistics (sa_x has BASE_SA_FEATURES columns)."""
     if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon: expected a positive integer, got {horizon!r}")
     _check_finite(stats)
@@ -130,10 +145,56 @@ def build_features(stats: CountStats, horizon: int, max_successors: int) -> Grap
         tried * (1.0 - kept_mass),
         n_succ / max_successors,
         np.full((S, A), log_h),
-    ], axis=-1).reshape(S * A, SA_FEATURES).astype(np.float32)
+    ], axis=-1).reshape(S * A, BASE_SA_FEATURES).astype(np.float32)
     edge_attr = np.stack([p_hat, np.log1p(counts) / _LOG_SCALE], axis=1).astype(np.float32)
     return GraphFeatures(S, A, state_x, sa_x, s_next.astype(np.int64), sa.astype(np.int64),
                          slot.astype(np.int64), edge_attr)
+
+
+def horizon_of(g: GraphFeatures) -> int:
+    """The episode length that base features were built for (their log-H column)."""
+    return int(round(float(np.exp(g.state_x[0, 5] * _LOG_SCALE))))
+
+
+def with_plan_features(g: GraphFeatures, horizon: int) -> GraphFeatures:
+    """Base features ``g`` with the plan_features columns appended to sa_x."""
+    if g.sa_x.shape[1] != BASE_SA_FEATURES:
+        raise ValueError(f"expected base features ({BASE_SA_FEATURES} columns), got {g.sa_x.shape[1]}")
+    return replace(g, sa_x=np.concatenate([g.sa_x, plan_features(g, horizon)], axis=1))
+
+
+def plan_features(g: GraphFeatures, horizon: int) -> np.ndarray:
+    """(S*A, 4) float32: H-step backward induction on the kept successor edges.
+
+    Q̂_h = R̂ + P̂ V̂_{h-1}, V̂ the max over tried actions (0 where none is tried);
+    Q⁺_h = min(h r, R̂ + r / sqrt(n) + P̂ V⁺_{h-1}) for tried actions and h r for untried,
+    r = max(1, largest R̂). Returned per step of the horizon: Q̂_H/H, (Q̂_H - V̂_H)/H and
+    the same for Q⁺. Reads only base features, so old training shards get them too.
+    """
+    S, A = g.n_states, g.n_actions
+    tried = g.sa_x[:, 2] > 0
+    r_hat = g.sa_x[:, 3].astype(np.float64)
+    bonus = g.sa_x[:, 5].astype(np.float64)  # tried / sqrt(n)
+    r_top = max(1.0, float(r_hat[tried].max())) if tried.any() else 1.0
+    P = sparse.csr_matrix((g.edge_attr[:, 0].astype(np.float64), (g.edge_sa, g.edge_state)),
+                          shape=(S * A, S))
+    both = sparse.block_diag((P, P), format="csr")  # Q̂ and Q⁺ in one sparse product
+    # Untried rows have no edges: -inf keeps them out of V̂'s max, +inf leaves Q⁺ at its cap.
+    r = np.stack([np.where(tried, r_hat, -np.inf),
+                  np.where(tried, r_hat + r_top * bonus, np.inf)]).reshape(2, S, A)
+    has_tried = np.stack([tried.reshape(S, A).any(axis=1), np.ones(S, bool)])
+    cap = np.array([np.inf, 0.0]).reshape(2, 1, 1)
+    V = np.zeros((2, S))
+    for h in range(1, horizon + 1):
+        cap[1] = h * r_top
+        Q = (both @ V.reshape(-1)).reshape(2, S, A)
+        Q += r
+        np.minimum(Q, cap, out=Q)
+        V = np.where(has_tried, Q.max(axis=2), 0.0)  # V̂ = 0 where nothing is tried
+    Q[0] = np.where(tried.reshape(S, A), Q[0], 0.0)
+    adv = Q - V[:, :, None]
+    return (np.stack([Q[0], adv[0], Q[1], adv[1]], axis=-1).reshape(S * A, 4) / horizon
+            ).astype(np.float32)
 
 
 @dataclass
