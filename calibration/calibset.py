@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from rlfm_edge.atomic import atomic_write_bytes
-from rlfm_edge.model.features import INPUT_NAMES, GraphFeatures, build_features, pad_features
+from rlfm_edge.model.features import (
+    INPUT_NAMES,
+    GraphFeatures,
+    build_features,
+    pad_features,
+    with_plan_features,
+)
 from rlfm_edge.stats import CountStats
 
 SNAPSHOTS = (0.05, 0.2, 0.5, 1.0)  # fractions of a log's transitions kept as calibration samples
@@ -31,7 +37,8 @@ def prior_features(n: int, seed: int, max_states: int, max_actions: int,
                         a_max=max(2, min(PriorConfig().a_max, max_actions)))
     data = DataConfig(max_successors=max_successors)
     seeds = np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)
-    return [make_example(int(s), prior, data)[0] for s in seeds]
+    examples = (make_example(int(s), prior, data) for s in seeds)
+    return [with_plan_features(g, info["H"]) for g, _, info in examples]
 
 
 def log_features(path: str | Path, max_successors: int) -> list[GraphFeatures]:

@@ -32,13 +32,7 @@ from tqdm import tqdm
 
 from rlfm_edge.inference.base import action_probabilities
 from rlfm_edge.mdp import TabularMDP
-from rlfm_edge.model.features import (
-    BASE_SA_FEATURES,
-    GraphFeatures,
-    build_features,
-    horizon_of,
-    with_plan_features,
-)
+from rlfm_edge.model.features import GraphFeatures, base_features, horizon_of, with_plan_features
 from rlfm_edge.planning import backward_induction, value_iteration
 from rlfm_edge.stats import CountStats
 from training.prior import PriorConfig, sample_mdp
@@ -159,6 +153,9 @@ def scaled_q(Q0: np.ndarray) -> np.ndarray:
 
 
 def make_example(seed: int, prior: PriorConfig, cfg: DataConfig) -> tuple[GraphFeatures, np.ndarray, dict]:
+    """(base features, scaled Q*_0, info): the base features are what a shard stores; the
+    plan features are added where the examples are read (load_shard, or with_plan_features
+    with info["H"])."""
     rng = np.random.default_rng(seed)
     mdp = sample_mdp(rng, prior)
     Q, _ = value_iteration(mdp)
@@ -169,7 +166,7 @@ def make_example(seed: int, prior: PriorConfig, cfg: DataConfig) -> tuple[GraphF
         episodes = int(np.exp(rng.uniform(0.0, np.log(cfg.max_episodes))))
         episodes = max(0, min(episodes, cfg.max_transitions // mdp.horizon))
     stats = collect(mdp, Q, behaviour, episodes, rng, cfg)
-    feats = build_features(stats, mdp.horizon, cfg.max_successors)
+    feats = base_features(stats, mdp.horizon, cfg.max_successors)
     info = {"seed": seed, "family": mdp.meta["family"], "behaviour": behaviour,
             "episodes": episodes, "S": mdp.n_states, "A": mdp.n_actions, "H": mdp.horizon}
     return feats, scaled_q(Q[0]).astype(np.float32), info
@@ -181,11 +178,10 @@ _FIELDS = ("state_x", "sa_x", "edge_state", "edge_sa", "edge_slot", "edge_attr")
 def save_shard(path: Path, examples: list) -> None:
     """Concatenate examples into one npz with per-example sizes.
 
-    Only the base features are stored: load_shard recomputes the plan features from them,
-    so shards outlive changes to those.
+    Examples hold base features (make_example): load_shard recomputes the plan features from
+    them, so shards outlive changes to those.
     """
     arrays = {f: np.concatenate([getattr(g, f) for g, _, _ in examples]) for f in _FIELDS}
-    arrays["sa_x"] = arrays["sa_x"][:, :BASE_SA_FEATURES]
     arrays["q"] = np.concatenate([q.reshape(-1) for _, q, _ in examples])
     arrays["n_states"] = np.array([g.n_states for g, _, _ in examples], np.int64)
     arrays["n_actions"] = np.array([g.n_actions for g, _, _ in examples], np.int64)
