@@ -308,7 +308,11 @@ def test_serial_bridge_answers_robot_frames_through_the_agent_node(start_agent, 
         assert diag["missing_rewards"] == "0"
     finally:
         bridge.send_signal(signal.SIGINT)
-        bridge.wait(10)
+        try:
+            bridge.wait(10)
+        except subprocess.TimeoutExpired:  # a hung bridge must not outlive the test
+            bridge.kill()
+            bridge.wait()
         os.close(robot)
         os.close(device)
 
