@@ -33,8 +33,7 @@ from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.model.config import ModelConfig
 from rlfm_edge.model.features import BASE_SA_FEATURES, PLAN_SA_FEATURES
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
-from rlfm_edge.model.io import load_config, save_model, verify_manifest
-from rlfm_edge.npz import read_npz
+from rlfm_edge.model.io import read_weights, save_model
 from training.data import DataConfig, generate, load_shard
 from training.losses import boltzmann_cross_entropy
 from training.prior import PriorConfig
@@ -112,11 +111,9 @@ def _warm_start(net: PolicyGAT, model_dir: Path) -> None:
     A model trained before the plan features existed reads fewer (s, a) input columns: its
     first (s, a) layer gets zero weights on the new ones, so training starts from its policy.
     """
-    verify_manifest(model_dir, required=("weights.npz", "config.json"))
-    config = load_config(model_dir)
+    config, arrays = read_weights(model_dir)
     if config != net.config:
         raise ValueError(f"init_from: {model_dir} has config {config}, not {net.config}")
-    arrays = read_npz(model_dir / "weights.npz")
     state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()}
     first = state.get("sa_in.0.weight")
     if first is not None and first.shape[1] == BASE_SA_FEATURES:

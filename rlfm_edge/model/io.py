@@ -110,6 +110,17 @@ def load_config(model_dir: Path) -> ModelConfig:
     return config
 
 
+def read_weights(model_dir: Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    """The verified directory's config and raw weight arrays (shapes not checked against it)."""
+    verify_manifest(model_dir, required=("weights.npz", "config.json"))
+    config = load_config(model_dir)
+    weights = Path(model_dir) / "weights.npz"
+    try:
+        return config, read_npz(weights)
+    except (OSError, NpzFormatError) as exc:
+        raise ModelFileError(f"{weights}: not a readable weights file ({exc})") from None
+
+
 def load_model(model_dir: Path | str | None = None):
     """The PolicyGAT stored in model_dir (default: the shipped model), verified first.
 
@@ -121,13 +132,8 @@ def load_model(model_dir: Path | str | None = None):
     from rlfm_edge.model.gat import PolicyGAT
 
     model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-    verify_manifest(model_dir, required=("weights.npz", "config.json"))
-    config = load_config(model_dir)
+    config, arrays = read_weights(model_dir)
     weights = model_dir / "weights.npz"
-    try:
-        arrays = read_npz(weights)
-    except (OSError, NpzFormatError) as exc:
-        raise ModelFileError(f"{weights}: not a readable weights file ({exc})") from None
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in PolicyGAT(config).state_dict().items()}
     missing, unexpected = set(expected) - set(arrays), set(arrays) - set(expected)
