@@ -117,3 +117,30 @@ def test_validation_shares_ties_instead_of_picking_action_zero():
     mdp = TabularMDP(np.ones((1, 2, 1)), np.array([[0.0, 1.0]]), np.ones(1), 1)
     assert _normalized_value(mdp, np.zeros((1, 2))) == pytest.approx(0.5)  # argmax: 0.0
     assert _normalized_value(mdp, np.array([[0.0, 2.0]])) == pytest.approx(1.0)
+
+
+def test_warm_start_from_a_model_without_plan_features_keeps_its_weights_and_zeroes_the_new_inputs(tmp_path):
+    import torch
+
+    from rlfm_edge.model.config import ModelConfig
+    from rlfm_edge.model.features import BASE_SA_FEATURES, SA_FEATURES
+    from rlfm_edge.model.gat import PolicyGAT
+    from rlfm_edge.model.io import save_model
+    from training.train import _warm_start
+
+    config = ModelConfig(hidden=16, heads=2, layers=2)
+    legacy = PolicyGAT(config)
+    with torch.no_grad():  # what a model trained before the plan features stored
+        legacy.sa_in[0].weight = torch.nn.Parameter(legacy.sa_in[0].weight[:, :BASE_SA_FEATURES].clone())
+    save_model(legacy, tmp_path / "legacy")
+    net = PolicyGAT(config)
+    _warm_start(net, tmp_path / "legacy")
+    first = net.sa_in[0].weight
+    assert first.shape[1] == SA_FEATURES
+    assert torch.equal(first[:, :BASE_SA_FEATURES], legacy.sa_in[0].weight)
+    assert not first[:, BASE_SA_FEATURES:].any()
+    for name, value in legacy.state_dict().items():
+        if name != "sa_in.0.weight":
+            assert torch.equal(net.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="init_from"):
+        _warm_start(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2)), tmp_path / "legacy")
