@@ -102,6 +102,9 @@ def main() -> int:
 
     context = Context()
     rclpy.init(context=context)
+    from rlfm_edge_ros.executor import make_executor
+
+    executor = type(make_executor(context)).__name__
     load_before = os.getloadavg()[0]
     rows = []
     try:
@@ -112,9 +115,9 @@ def main() -> int:
     finally:
         rclpy.shutdown(context=context)
     load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    lines = [f"Loopback DDS (Fast DDS, rclpy Jazzy wheels), {args.rate_hz:g} Hz, 256 states x 4 actions, "
-             f"{platform.processor() or platform.machine()} with {os.cpu_count()} cores shared with other "
-             f"jobs (1-min load average {load}).", "",
+    lines = [f"Loopback DDS (Fast DDS, rclpy Jazzy wheels, node and client on {executor}), "
+             f"{args.rate_hz:g} Hz, 256 states x 4 actions, {platform.processor() or platform.machine()} "
+             f"with {os.cpu_count()} cores (1-min load average {load}).", "",
              "| backend | messages | lost | median ms | p99 ms | max ms | refreshes (late) "
              "| last refresh ms |",
              "|---|---|---|---|---|---|---|---|"]

@@ -1,0 +1,90 @@
+"""Does the model act on the plan its inputs hold? Offline, on held-out MDPs of the prior.
+
+With plenty of data the certainty-equivalent plan (value iteration on R̂, P̂, whose Q̂ the
+model reads among its plan features) is nearly optimal, so a model that has learned to
+use its inputs should match it there. This compares the normalised value V^pi / V* of the
+model's greedy policy with that plan's and VI-LCB's, on fresh prior MDPs (seeds
+3 x 10^7 + k, which neither training nor model selection used), for uniform and
+epsilon-optimal (eps = 0.1) data. It is a diagnostic for the next training run, not a
+selection criterion.
+
+    python benchmarks/plan_following.py --models rlfm_edge/models/default runs/x/model --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rlfm_edge.bench.report import record_section
+from rlfm_edge.inference.torch_backend import TorchEngine
+from rlfm_edge.offline import extract_policy
+from rlfm_edge.planning import policy_value, value_iteration
+from training.prior import PriorConfig, sample_mdp
+from training.rollout import rollout
+
+EPSILON = 0.1
+
+
+def behaviour_policy(Q_star: np.ndarray, behaviour: str) -> np.ndarray:
+    """(H, S, A) action probabilities: uniform, or epsilon-greedy on the true Q*."""
+    A = Q_star.shape[-1]
+    uniform = np.full(Q_star.shape, 1.0 / A)
+    if behaviour == "uniform":
+        return uniform
+    greedy = np.eye(A)[Q_star.argmax(-1)]
+    return EPSILON * uniform + (1 - EPSILON) * greedy
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["rlfm_edge/models/default"])
+    parser.add_argument("--mdps", type=int, default=60)
+    parser.add_argument("--episodes", type=int, default=200, help="episodes of data per MDP")
+    parser.add_argument("--s-max", type=int, default=80)
+    parser.add_argument("--seed-base", type=int, default=3 * 10**7)
+    parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
+    args = parser.parse_args()
+    methods = {f"rlfm {Path(m).parent.name}/{Path(m).name}": {"method": "rlfm", "engine": TorchEngine(m)}
+               for m in args.models}
+    methods |= {"vi (plan on R̂, P̂)": {"method": "vi"}, "vi_lcb": {"method": "vi_lcb"}}
+    behaviours = ("uniform", f"eps_optimal:{EPSILON}")
+    values = {(b, name): [] for b in behaviours for name in methods}
+    families = []
+    prior = PriorConfig(s_max=args.s_max, h_max=100)
+    for k in tqdm(range(args.mdps), desc="held-out MDPs", unit="mdp"):
+        rng = np.random.default_rng(args.seed_base + k)
+        mdp = sample_mdp(rng, prior)
+        families.append(mdp.meta["family"])
+        Q_star, V_star = value_iteration(mdp)
+        best = max(float(mdp.mu0 @ V_star[0]), 1e-9)
+        for b in behaviours:
+            stats = rollout(mdp, behaviour_policy(Q_star, b.split(":")[0]), args.episodes, rng)
+            for name, kw in methods.items():
+                kw = dict(kw)
+                pi = extract_policy(stats, mdp.n_states, mdp.n_actions, mdp.horizon, kw.pop("method"), **kw)
+                values[b, name].append(policy_value(mdp, pi) / best)
+    lines = [f"{args.mdps} MDPs of the prior (S <= {args.s_max}, H <= 100), seeds {args.seed_base} + k, "
+             f"{args.episodes} episodes of data each; mean V^pi / V* of the greedy policy.", "",
+             "| data | family | MDPs | " + " | ".join(methods) + " |",
+             "|---|---|---|" + "---|" * len(methods)]
+    for b in behaviours:
+        for family in ["all", *sorted(set(families))]:
+            rows = [i for i, f in enumerate(families) if family in ("all", f)]
+            lines.append(f"| {b} | {family} | {len(rows)} | " + " | ".join(
+                f"{np.mean([values[b, name][i] for i in rows]):.3f}" for name in methods) + " |")
+    body = "\n".join(lines)
+    print(body)
+    if args.record:
+        record_section(Path(args.record), "Plan following: offline, held-out prior MDPs",
+                       "python benchmarks/plan_following.py " + shlex.join(sys.argv[1:]), body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
