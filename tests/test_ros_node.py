@@ -324,3 +324,22 @@ def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:
     while select.select([fd], [], [], 0)[0]:
         out.extend(decoder.feed(os.read(fd, 4096)))
     return any(type(m).__name__ == kind for m in out)
+
+
+def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_on_humble(monkeypatch):
+    from rclpy.executors import SingleThreadedExecutor
+    from rlfm_edge_ros.executor import make_executor
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        try:
+            from rclpy.experimental import EventsExecutor  # noqa: F401
+            expected = "EventsExecutor"
+        except ImportError:
+            expected = "SingleThreadedExecutor"
+        assert type(make_executor(context)).__name__ == expected
+        monkeypatch.setitem(sys.modules, "rclpy.experimental", None)  # as on Humble: no such module
+        assert isinstance(make_executor(context), SingleThreadedExecutor)
+    finally:
+        rclpy.shutdown(context=context)
