@@ -115,7 +115,8 @@ def main() -> int:
     finally:
         rclpy.shutdown(context=context)
     load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    lines = [f"Loopback DDS (Fast DDS, rclpy Jazzy wheels, node and client on {executor}), "
+    lines = [f"Loopback DDS (Fast DDS, rclpy Jazzy wheels, the node on {executor}, the client on "
+             f"SingleThreadedExecutor), "
              f"{args.rate_hz:g} Hz, 256 states x 4 actions, {platform.processor() or platform.machine()} "
              f"with {os.cpu_count()} cores (1-min load average {load}).", "",
              "| backend | messages | lost | median ms | p99 ms | max ms | refreshes (late) "

@@ -13,14 +13,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter as RclpyParameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32, String
 from std_srvs.srv import Trigger
-
-from rlfm_edge_ros.executor import make_executor
 
 TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE,
                "activate": Transition.TRANSITION_ACTIVATE,
@@ -38,7 +37,9 @@ class AgentClient:
                  joint_state: bool = False) -> None:
         self.agent = agent
         self.node = Node(name, context=context)
-        self.executor = make_executor(context)
+        # Not the EventsExecutor the agent node uses: this client makes a service client per
+        # call, and once in CI (2026-11-26) such a call's answer never arrived under it.
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.actions: deque[tuple[float, int]] = deque()  # (receive time, action)
         self.commands: deque[list[float]] = deque()
