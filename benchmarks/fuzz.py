@@ -396,14 +396,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
     (out / "summary.json").write_text(json.dumps(results, indent=1))
     table = _table(results, args.seconds)
-    print(table)
-    if args.record:
-        from rlfm_edge.bench.report import record_section
+    from rlfm_edge.bench.report import print_and_record
 
-        cmd = "python benchmarks/fuzz.py " + " ".join(a for a in (argv or sys.argv[1:]) if a != "--record")
-        record_section(ROOT / "BENCHMARKS.md", "Reliability: parser fuzzing", cmd.strip(),
-                       table + "\n\nA failure is any exception but the parser's documented error, a "
-                       "hang over 10 s, or a crash; failing inputs are saved under --out/crashes.")
+    print_and_record(table + "\n\nA failure is any exception but the parser's documented error, a "
+                     "hang over 10 s, or a crash; failing inputs are saved under --out/crashes.",
+                     ROOT / "BENCHMARKS.md" if args.record else None, "Reliability: parser fuzzing",
+                     __file__, [a for a in (argv or sys.argv[1:]) if a != "--record"])
     return 1 if any(r["failures"] for r in results) else 0
 
 

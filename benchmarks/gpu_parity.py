@@ -11,13 +11,11 @@ machine it says so and exits 1.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 from calibration.calibset import prior_features
 from calibration.quantize import greedy_agreement
-from rlfm_edge.bench.report import record_section
+from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.inference.tensorrt_backend import unavailable_reason
 from rlfm_edge.inference.torch_backend import TorchEngine
 
@@ -70,10 +68,8 @@ def main() -> int:
         lines.append(f"| {label} | {n['max_abs_diff']:.2e} | {n['agree']} / {n['total']} | "
                      f"{n['agree'] / n['total']:.1%} |")
     body = "\n".join(lines + [""] + notes)
-    print(body)
-    if args.record:
-        record_section(Path(args.record), f"GPU parity ({torch.cuda.get_device_name()})",
-                       "python benchmarks/gpu_parity.py " + shlex.join(sys.argv[1:]), body)
+    print_and_record(body, args.record, f"GPU parity ({torch.cuda.get_device_name()})", __file__,
+                     sys.argv[1:])
     return 0
 
 

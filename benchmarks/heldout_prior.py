@@ -11,16 +11,14 @@ which says where the prior or the model needs work without looking at a public b
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from rlfm_edge.bench import run_online
-from rlfm_edge.bench.report import record_section
+from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.planning import optimal_value
 from training.prior import PriorConfig, sample_mdp
@@ -69,11 +67,9 @@ def main() -> int:
         lines.append(f"| {family} | {len(rows)} | " + " | ".join(
             f"{np.mean([r[i] for i in rows]):.3f}" for r in regret.values()) + " |")
     body = "\n".join(lines)
-    print(body)
-    if args.record:
-        command = "python benchmarks/heldout_prior.py " + shlex.join(sys.argv[1:])
-        split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
-        record_section(Path(args.record), f"Held-out prior MDPs ({sizes}{split})", command, body)
+    split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
+    print_and_record(body, args.record, f"Held-out prior MDPs ({sizes}{split})", __file__,
+                     sys.argv[1:])
     return 0
 
 

@@ -6,13 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 from calibration.calibset import prior_features
 from calibration.quantize import greedy_agreement
-from rlfm_edge.bench.report import record_section
+from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
 
 
@@ -34,10 +32,7 @@ def main() -> int:
         f"| all visited | {n['agree']} / {n['total']} | {n['agree'] / n['total']:.1%} | >= 99% |",
         f"| FP32 top-2 gap >= 0.05 | {n['clear_agree']} / {n['clear_total']} | "
         f"{n['clear_agree'] / n['clear_total']:.1%} | - |"])
-    print(body)
-    if args.record:
-        record_section(Path(args.record), "INT8 vs FP32 greedy-action agreement",
-                       "python benchmarks/int8_agreement.py " + shlex.join(sys.argv[1:]), body)
+    print_and_record(body, args.record, "INT8 vs FP32 greedy-action agreement", __file__, sys.argv[1:])
     return 0
 
 

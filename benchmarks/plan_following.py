@@ -14,17 +14,17 @@ selection criterion.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from rlfm_edge.bench.report import record_section
+from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.offline import extract_policy
 from rlfm_edge.planning import policy_value, value_iteration
+from training.data import epsilon_greedy
 from training.prior import PriorConfig, sample_mdp
 from training.rollout import rollout
 
@@ -33,12 +33,7 @@ EPSILON = 0.1
 
 def behaviour_policy(Q_star: np.ndarray, behaviour: str) -> np.ndarray:
     """(H, S, A) action probabilities: uniform, or epsilon-greedy on the true Q*."""
-    A = Q_star.shape[-1]
-    uniform = np.full(Q_star.shape, 1.0 / A)
-    if behaviour == "uniform":
-        return uniform
-    greedy = np.eye(A)[Q_star.argmax(-1)]
-    return EPSILON * uniform + (1 - EPSILON) * greedy
+    return epsilon_greedy(Q_star, 1.0 if behaviour == "uniform" else EPSILON)
 
 
 def main() -> int:
@@ -79,10 +74,8 @@ def main() -> int:
             lines.append(f"| {b} | {family} | {len(rows)} | " + " | ".join(
                 f"{np.mean([values[b, name][i] for i in rows]):.3f}" for name in methods) + " |")
     body = "\n".join(lines)
-    print(body)
-    if args.record:
-        record_section(Path(args.record), "Plan following: offline, held-out prior MDPs",
-                       "python benchmarks/plan_following.py " + shlex.join(sys.argv[1:]), body)
+    print_and_record(body, args.record, "Plan following: offline, held-out prior MDPs", __file__,
+                     sys.argv[1:])
     return 0
 
 

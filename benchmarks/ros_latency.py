@@ -127,13 +127,10 @@ def main() -> int:
                      f"{r['n']} | {r['lost']} | {r['median_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['max_ms']:.2f} | {r['refreshes']} ({r['late_refreshes']}) | {r['refresh_ms']} |")
     body = "\n".join(lines)
-    print(body)
-    if args.record:
-        from rlfm_edge.bench.report import record_section
+    from rlfm_edge.bench.report import print_and_record
 
-        command = "python benchmarks/ros_latency.py " + " ".join(sys.argv[1:])
-        record_section(ROOT / "BENCHMARKS.md", "ROS 2 node latency: observation -> action",
-                       command.strip(), body)
+    print_and_record(body, ROOT / "BENCHMARKS.md" if args.record else None,
+                     "ROS 2 node latency: observation -> action", __file__, sys.argv[1:])
     return 0
 
 

@@ -168,12 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     table = _table(result)
-    print(table)
-    if args.record:
-        from rlfm_edge.bench.report import record_section
+    from rlfm_edge.bench.report import print_and_record
 
-        cmd = "python benchmarks/soak.py " + " ".join(a for a in (argv or sys.argv[1:]) if a != "--record")
-        record_section(ROOT / "BENCHMARKS.md", "Reliability: soak", cmd.strip(), table)
+    print_and_record(table, ROOT / "BENCHMARKS.md" if args.record else None, "Reliability: soak",
+                     __file__, [a for a in (argv or sys.argv[1:]) if a != "--record"])
     ok = result["saved_equals_live"] and result.get("log_replays_to_live", True) \
         and result["save_failures"] == 0
     return 0 if ok else 1

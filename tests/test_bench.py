@@ -11,7 +11,7 @@ import pytest
 from rlfm_edge.bench import metrics, run_offline, run_online
 from rlfm_edge.bench.datasets import generate_dataset, parse_behaviour
 from rlfm_edge.bench.online import derive_seeds, run_episodes
-from rlfm_edge.bench.report import record_section, write_report
+from rlfm_edge.bench.report import print_and_record, record_section, write_report
 from rlfm_edge.bench.runner import run_offline_experiment, run_online_experiment
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.planning import optimal_value, policy_value, value_iteration
@@ -314,6 +314,17 @@ def test_record_section_adds_and_replaces_sections_by_title(tmp_path):
     assert "table two" in text
     with pytest.raises(ValueError, match="title"):
         record_section(path, "  ", "cmd", "body")
+
+
+
+def test_a_benchmark_script_records_its_own_command_line(tmp_path, capsys):
+    path = tmp_path / "BENCHMARKS.md"
+    print_and_record("| a | b |", None, "Script", "/x/benchmarks/probe.py", ["--n", "3"])
+    assert capsys.readouterr().out == "| a | b |\n" and not path.exists()
+    print_and_record("| a | b |", path, "Script", "/x/benchmarks/probe.py",
+                     ["--n", "3", "--tag", "two words"])
+    text = path.read_text()
+    assert "python benchmarks/probe.py --n 3 --tag 'two words'" in text and "| a | b |" in text
 
 
 def _intra_op_threads() -> tuple[str, int, int]:

@@ -66,9 +66,15 @@ class DataConfig:
                              f"{self.model_refresh!r}")
 
 
-def _greedy_probs(Q: np.ndarray) -> np.ndarray:
+def greedy_probs(Q: np.ndarray) -> np.ndarray:
+    """Greedy action probabilities on Q, ties shared (so a tie never means "action 0")."""
     best = Q.max(axis=-1, keepdims=True) == Q
     return best / best.sum(axis=-1, keepdims=True)
+
+
+def epsilon_greedy(Q: np.ndarray, eps: float) -> np.ndarray:
+    """Action probabilities of epsilon-greedy on Q: uniform w.p. eps, else greedy_probs."""
+    return eps * (1.0 / Q.shape[-1]) + (1 - eps) * greedy_probs(Q)
 
 
 def _psrl_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator) -> CountStats:
@@ -81,7 +87,7 @@ def _psrl_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator) -> Co
                        for a in range(mdp.n_actions)] for s in range(mdp.n_states)])
         R = rng.beta(1.0 + stats.reward_sum, 1.0 + stats.n_sa - stats.reward_sum)
         Q, _ = backward_induction(P, R, mdp.horizon)
-        rollout(mdp, _greedy_probs(Q), n.size, rng, stats)
+        rollout(mdp, greedy_probs(Q), n.size, rng, stats)
     return stats
 
 
@@ -126,15 +132,14 @@ def collect(mdp: TabularMDP, Q_star: np.ndarray, behaviour: str, episodes: int,
         return rollout(mdp, uniform, episodes, rng)
     if behaviour == "eps_optimal":
         eps = rng.uniform(0.1, 1.0)
-        return rollout(mdp, eps * uniform + (1 - eps) * _greedy_probs(Q_star), episodes, rng)
+        return rollout(mdp, epsilon_greedy(Q_star, eps), episodes, rng)
     if behaviour == "psrl":
         return _psrl_rounds(mdp, episodes, rng)
     if behaviour == "mixed":
         k = int(rng.integers(0, episodes + 1))
         stats = rollout(mdp, uniform, k, rng)
         eps = rng.uniform(0.1, 0.5)
-        return rollout(mdp, eps * uniform + (1 - eps) * _greedy_probs(Q_star), episodes - k, rng,
-                       stats)
+        return rollout(mdp, epsilon_greedy(Q_star, eps), episodes - k, rng, stats)
     if behaviour == "model":
         if cfg is None or not cfg.model_dir:
             raise ValueError("behaviour 'model': needs a DataConfig with model_dir")

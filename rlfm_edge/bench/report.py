@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,16 @@ def record_section(path: str | os.PathLike, title: str, command: str, body: str)
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
     atomic_write_bytes(path, new.encode())
     return path
+
+
+def print_and_record(body: str, record: str | os.PathLike | None, title: str, script: str,
+                     argv: list[str]) -> None:
+    """Print a benchmark script's result; with ``record`` (a file), also write its section there.
+
+    The section's command is ``python benchmarks/<script's file name> <argv>``, so that the
+    figures can be rerun as recorded.
+    """
+    print(body)
+    if record:
+        command = shlex.join(["python", f"benchmarks/{Path(script).name}", *argv])
+        record_section(record, title, command, body)
