@@ -102,9 +102,9 @@ def main() -> int:
 
     context = Context()
     rclpy.init(context=context)
-    from rlfm_edge_ros.executor import make_executor
+    from rlfm_edge_ros.executor import executor_class
 
-    executor = type(make_executor(context)).__name__
+    executor = executor_class().__name__
     load_before = os.getloadavg()[0]
     rows = []
     try:

@@ -328,7 +328,7 @@ def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:
 
 def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_on_humble(monkeypatch):
     from rclpy.executors import SingleThreadedExecutor
-    from rlfm_edge_ros.executor import make_executor
+    from rlfm_edge_ros.executor import executor_class, make_executor
 
     context = Context()
     rclpy.init(context=context)
@@ -338,7 +338,7 @@ def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_
             expected = "EventsExecutor"
         except ImportError:
             expected = "SingleThreadedExecutor"
-        assert type(make_executor(context)).__name__ == expected
+        assert type(make_executor(context)).__name__ == executor_class().__name__ == expected
         monkeypatch.setitem(sys.modules, "rclpy.experimental", None)  # as on Humble: no such module
         assert isinstance(make_executor(context), SingleThreadedExecutor)
     finally:

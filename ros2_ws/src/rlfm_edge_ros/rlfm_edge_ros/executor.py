@@ -13,10 +13,15 @@ from __future__ import annotations
 from rclpy.executors import SingleThreadedExecutor
 
 
-def make_executor(context=None):
+def executor_class() -> type:
     """EventsExecutor where the installed rclpy has it, else SingleThreadedExecutor."""
     try:
         from rclpy.experimental import EventsExecutor
     except ImportError:  # Humble
-        return SingleThreadedExecutor(context=context)
-    return EventsExecutor(context=context)
+        return SingleThreadedExecutor
+    return EventsExecutor
+
+
+def make_executor(context=None):
+    """An executor of ``executor_class()`` for ``context``."""
+    return executor_class()(context=context)
