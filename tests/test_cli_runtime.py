@@ -149,6 +149,7 @@ def test_bench_loop_reports_latency_memory_and_round_trip(tmp_path, capsys, monk
     printed = capsys.readouterr().out
     assert "`OnlineAgent.step` at 100 Hz, S=16" in printed and "pty round trip" in printed
     assert "no-op Python call, 30 ticks, agent closed" in printed  # the platform floor, as long as the loop
+    assert "discretizer alone (`Discretizer.state`" in printed and "30 ticks, agent closed: median" in printed
     assert (tmp_path / "loop_jitter.png").stat().st_size > 10_000
     assert "rlfm-edge bench loop --duration 0.3" in md.read_text()
     assert run(["bench", "loop", "--states", "10", "--out", str(tmp_path)]) == 2

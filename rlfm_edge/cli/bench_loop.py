@@ -10,11 +10,13 @@ pty does not emulate the baud rate, so (3) measures the software's share of the 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import tempfile
 import threading
 import time
+import timeit
 import tty
 from pathlib import Path
 
@@ -49,17 +51,20 @@ class _Robot:
         return self.x.tolist(), float(self.rng.random() < 0.5), self.t % self.horizon == 0
 
 
-def _make_agent(args, engine):
+def _discretizer(states: int):
     from rlfm_edge.discretize import Discretizer
+
+    bins = round(states ** 0.25)
+    if bins ** 4 != states:
+        raise ValueError(f"--states: expected a fourth power (4 dimensions), e.g. 256, got {states}")
+    return Discretizer.uniform([-1.0] * 4, [1.0] * 4, bins)
+
+
+def _make_agent(args, engine):
     from rlfm_edge.runtime import OnlineAgent
 
-    bins = round(args.states ** 0.25)
-    if bins ** 4 != args.states:
-        raise ValueError(f"--states: expected a fourth power (4 dimensions), e.g. 256, got "
-                         f"{args.states}")
-    disc = Discretizer.uniform([-1.0] * 4, [1.0] * 4, bins)
-    return OnlineAgent(disc, engine, horizon=args.horizon, n_actions=args.actions,
-                       deadline_s=1.0 / args.rate, seed=args.seed)
+    return OnlineAgent(_discretizer(args.states), engine, horizon=args.horizon,
+                       n_actions=args.actions, deadline_s=1.0 / args.rate, seed=args.seed)
 
 
 def _wait_until(tick: float) -> float:
@@ -69,12 +74,13 @@ def _wait_until(tick: float) -> float:
     return now
 
 
-def pacing_floor(rate: float, ticks: int = 500) -> np.ndarray:
-    """Seconds a no-op Python call takes when timed like ``step`` at ``rate``: the platform's share.
+def pacing_floor(rate: float, call=lambda: None, ticks: int = 500) -> np.ndarray:
+    """Seconds ``call()`` takes when timed like ``step`` at ``rate``: the platform's share.
 
-    After each sleep the caches, TLB and (on a VM) the vCPU are cold, so even a call that
-    takes about 1 us back to back is measured at tens of microseconds; the step's figures
-    read against this.
+    After each sleep the caches, branch predictors and (on a VM) the vCPU are cold, so a call
+    is measured slower than back to back: a no-op call gives the timer's floor, and a short
+    piece of pure Python (the discretizer, the first thing ``step`` runs) what cold code
+    costs. The step's figures read against these.
     """
     period = 1.0 / rate
     out = np.empty(ticks)
@@ -82,10 +88,15 @@ def pacing_floor(rate: float, ticks: int = 500) -> np.ndarray:
     for i in range(ticks):
         _wait_until(next_tick)
         t0 = time.perf_counter()
-        abs(-1.0)
+        call()
         out[i] = time.perf_counter() - t0
         next_tick += period
     return out
+
+
+def back_to_back_s(call, number: int = 10_000) -> float:
+    """Seconds per ``call()`` in a tight loop (best of 3), where the caches stay warm."""
+    return min(timeit.repeat(call, number=number, repeat=3)) / number
 
 
 def paced_loop(args, engine) -> dict:
@@ -216,7 +227,11 @@ def cmd_loop(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     loop = paced_loop(args, engine)
-    floor = pacing_floor(args.rate, ticks=max(10, min(500, int(args.duration * args.rate))))
+    ticks = max(10, min(500, int(args.duration * args.rate)))
+    floor = pacing_floor(args.rate, ticks=ticks)
+    discretize = functools.partial(_discretizer(args.states).state, [0.1, -0.2, 0.3, -0.4])
+    cold_python = pacing_floor(args.rate, discretize, ticks)
+    warm_python = back_to_back_s(discretize)
     mem = memory_run(args, engine)
     rtt = serial_rtt(args)
     elapsed = time.perf_counter() - t0
@@ -234,6 +249,10 @@ def cmd_loop(args: argparse.Namespace) -> int:
         f"| the same timing around a no-op Python call, {floor.size} ticks, agent closed: median "
         f"/ p99 / max (platform floor) | {_us(np.median(floor))} / {_us(np.percentile(floor, 99))} / "
         f"{_us(floor.max())} | - |\n"
+        f"| the same timing around the discretizer alone (`Discretizer.state`, {warm_python * 1e6:.1f} "
+        f"us back to back), {cold_python.size} ticks, agent closed: median / p99 / max (cold pure "
+        f"Python) | {_us(np.median(cold_python))} / {_us(np.percentile(cold_python, 99))} / "
+        f"{_us(cold_python.max())} | - |\n"
         f"| steps over the {_us(period)} deadline (agent's own) | {loop['step_overruns']} | 0 |\n"
         f"| tick start jitter: median / p99 / max (OS scheduling) | {_us(np.median(jit))} / "
         f"{_us(np.percentile(jit, 99))} / {_us(jit.max())} | - |\n"
