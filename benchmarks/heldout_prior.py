@@ -6,6 +6,11 @@ chosen (never on the public benchmarks). A second table splits the regret by pri
 which says where the prior or the model needs work without looking at a public benchmark.
 
     python benchmarks/heldout_prior.py --mdps 16 --episodes 100 --s-max 30 --record
+    python benchmarks/heldout_prior.py --s-max 80 --temperatures 0.3 --compare runs/x/model
+
+With ``--compare``, other models run on the same MDPs and seeds, and a third table gives
+each one's regret minus the main model's with its standard error over MDPs (paired), which
+says whether a difference between two candidates is larger than the split's noise.
 """
 
 from __future__ import annotations
@@ -37,13 +42,17 @@ def main() -> int:
     parser.add_argument("--seed-base", type=int, default=10**7,
                         help="MDP k uses seed SEED_BASE + k; a second base gives a fresh split to "
                              "confirm a choice made on the first")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
+                        help="other model directories, run on the same MDPs and seeds")
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    engine = TorchEngine(args.model)
-    agents = [("psrl", {}), ("ucbvi", {})] + [
-        (f"rlfm T={t}", {"engine": engine, "temperature": float(t)})
-        for t in args.temperatures.split(",")]
+    temperatures = args.temperatures.split(",")
+    agents = [("psrl", {}), ("ucbvi", {})]
+    for label, model in [("", args.model)] + [(f" ({m})", m) for m in args.compare]:
+        engine = TorchEngine(model)
+        agents += [(f"rlfm T={t}{label}", {"engine": engine, "temperature": float(t)})
+                   for t in temperatures]
     regret = {name: [] for name, _ in agents}
     families = []
     prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max)
@@ -66,6 +75,14 @@ def main() -> int:
         rows = [i for i, f in enumerate(families) if f == family]
         lines.append(f"| {family} | {len(rows)} | " + " | ".join(
             f"{np.mean([r[i] for i in rows]):.3f}" for r in regret.values()) + " |")
+    if args.compare:
+        lines += ["", "Paired against the main model: mean of (regret - main model's regret) over "
+                  "the MDPs, +- its standard error (negative: lower regret than the main model).",
+                  "", "| model | temperature | difference | standard error |", "|---|---|---|---|"]
+        for model in args.compare:
+            for t in temperatures:
+                d = np.subtract(regret[f"rlfm T={t} ({model})"], regret[f"rlfm T={t}"])
+                lines.append(f"| {model} | {t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} |")
     body = "\n".join(lines)
     split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
     print_and_record(body, args.record, f"Held-out prior MDPs ({sizes}{split})", __file__,

@@ -1,0 +1,23 @@
+"""benchmarks/heldout_prior.py: a smoke run, and its paired comparison of two models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_model_compared_with_itself_differs_by_exactly_zero():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_prior.py"), "--mdps", "3",
+                          "--episodes", "5", "--s-max", "10", "--temperatures", "0.3",
+                          "--compare", "rlfm_edge/models/default"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    rows = [line.split("|")[1:-1] for line in out.splitlines()]
+    means = {r[0].strip(): float(r[1]) for r in rows  # the first table: agent, mean, median
+             if len(r) == 3 and r[0].strip()[:4] in ("psrl", "ucbv", "rlfm")}
+    assert set(means) == {"psrl", "ucbvi", "rlfm T=0.3", "rlfm T=0.3 (rlfm_edge/models/default)"}
+    assert all(0.0 <= v <= 1.0 + 1e-9 for v in means.values())  # regret / (V* x episodes)
+    paired = next(line for line in out.splitlines() if line.startswith("| rlfm_edge/models/default | 0.3"))
+    assert paired.split("|")[3:5] == [" +0.000 ", " 0.000 "]  # same model, same MDPs and seeds
