@@ -17,16 +17,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import cache
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from rlfm_edge.bench import run_online
 from rlfm_edge.bench.report import print_and_record
+from rlfm_edge.bench.runner import run_jobs
 from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.planning import optimal_value
 from training.prior import PriorConfig, sample_mdp
+
+
+@cache
+def _engine(model: str | None) -> TorchEngine:
+    """One engine per model and worker process (loading one costs more than a short run)."""
+    return TorchEngine(model)
+
+
+def regrets(seed_base: int, k: int, prior: PriorConfig, episodes: int, agents: list[tuple[str, dict]]):
+    """Prior MDP k (seed ``seed_base + k``): its family and each agent's regret / (V* x episodes).
+
+    An agent is (name, keyword arguments); "model" and "temperature" make an rlfm agent.
+    Every agent runs with run seed k, so agents are compared on the same draws.
+    """
+    mdp = sample_mdp(np.random.default_rng(seed_base + k), prior)
+    best = optimal_value(mdp) * episodes
+    out = {}
+    for name, kw in agents:
+        if "model" in kw:
+            kw = {"engine": _engine(kw["model"]), "temperature": kw["temperature"]}
+        returns = run_online(mdp, name.split()[0], episodes, seed=k, **kw)
+        out[name] = (best - returns.sum()) / max(best, 1e-9)
+    return mdp.meta["family"], out
 
 
 def main() -> int:
@@ -44,25 +68,20 @@ def main() -> int:
                              "confirm a choice made on the first")
     parser.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                         help="other model directories, run on the same MDPs and seeds")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     temperatures = args.temperatures.split(",")
     agents = [("psrl", {}), ("ucbvi", {})]
     for label, model in [("", args.model)] + [(f" ({m})", m) for m in args.compare]:
-        engine = TorchEngine(model)
-        agents += [(f"rlfm T={t}{label}", {"engine": engine, "temperature": float(t)})
+        agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": float(t)})
                    for t in temperatures]
-    regret = {name: [] for name, _ in agents}
-    families = []
     prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max)
-    for k in tqdm(range(args.mdps), desc="held-out MDPs", unit="mdp"):
-        mdp = sample_mdp(np.random.default_rng(args.seed_base + k), prior)
-        best = optimal_value(mdp) * args.episodes
-        families.append(mdp.meta["family"])
-        for name, kw in agents:
-            returns = run_online(mdp, name.split()[0], args.episodes, seed=k, **kw)
-            regret[name].append((best - returns.sum()) / max(best, 1e-9))
+    done = run_jobs(regrets, [(args.seed_base, k, prior, args.episodes, agents)
+                              for k in range(args.mdps)], args.workers, True, "held-out MDPs")
+    families = [family for family, _ in done]
+    regret = {name: [r[name] for _, r in done] for name, _ in agents}
     base = "10^7" if args.seed_base == 10**7 else str(args.seed_base)
     sizes = f"S <= {args.s_max}" if args.s_min == 2 else f"{args.s_min} <= S <= {args.s_max}"
     lines = [f"{args.mdps} MDPs of the prior ({sizes}, H <= {args.h_max}), seeds {base} + k, "

@@ -337,6 +337,6 @@ def _intra_op_threads() -> tuple[str, int, int]:
 
 def test_parallel_workers_run_torch_on_one_thread_each():
     pytest.importorskip("torch")
-    from rlfm_edge.bench.runner import _run_jobs
+    from rlfm_edge.bench.runner import run_jobs
 
-    assert _run_jobs(_intra_op_threads, [(), ()], workers=2, progress=False, desc="") == [("1", 1, 1)] * 2
+    assert run_jobs(_intra_op_threads, [(), ()], workers=2, progress=False, desc="") == [("1", 1, 1)] * 2

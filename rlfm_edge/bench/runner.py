@@ -63,7 +63,7 @@ def _one_thread_per_worker() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _run_jobs(fn: Callable, jobs: list[tuple], workers: int | None, progress: bool, desc: str):
+def run_jobs(fn: Callable, jobs: list[tuple], workers: int | None, progress: bool, desc: str):
     """fn(*job) for every job, in job order; parallel over ``workers`` processes."""
     workers = min(os.cpu_count() or 1, len(jobs)) if workers is None else check_count(
         "workers", workers
@@ -115,7 +115,7 @@ def run_online_experiment(
     episodes = check_count("episodes", episodes)
     seeds = range(check_count("seed", seed, 0), seed + check_count("seeds", n_seeds))
     jobs = [(e, a, episodes, s, agent_kw.get(a, {})) for e in envs for a in agents for s in seeds]
-    out = iter(_run_jobs(_online_job, jobs, workers, progress, "bench online"))
+    out = iter(run_jobs(_online_job, jobs, workers, progress, "bench online"))
     results: dict = {"kind": "online", "config": {
         "envs": envs, "agents": agents, "episodes": episodes, "seeds": list(seeds),
         "agent_kw": agent_kw}, "envs": {}}
@@ -155,7 +155,7 @@ def run_offline_experiment(
     specs = [parse_behaviour(b).spec for b in _nonempty("behaviours", behaviours)]
     seeds = range(check_count("seed", seed, 0), seed + check_count("seeds", n_seeds))
     jobs = [(e, b, n, s, methods) for e in envs for b in specs for n in sizes for s in seeds]
-    out = iter(_run_jobs(_offline_job, jobs, workers, progress, "bench offline"))
+    out = iter(run_jobs(_offline_job, jobs, workers, progress, "bench offline"))
     results: dict = {"kind": "offline", "config": {
         "envs": envs, "methods": methods, "sizes": sizes, "behaviours": specs,
         "seeds": list(seeds)}, "envs": {}}
