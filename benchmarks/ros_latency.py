@@ -62,17 +62,15 @@ def echo_node() -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rlfm_edge_ros.agent_node import qos_profiles
     from rlfm_edge_ros.executor import make_executor
     from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
 
     rclpy.init()
     node = Node("rlfm_bench")
     answer = Int32(data=0)
-    action = node.create_publisher(Int32, "~/action",
-                                   QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-    observation_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
-                                 durability=qos_profile_sensor_data.durability)
+    observation_qos, action_qos = qos_profiles()
+    action = node.create_publisher(Int32, "~/action", action_qos)
     node.create_subscription(Float32MultiArray, "~/observation", lambda _: action.publish(answer),
                              observation_qos)
     node.create_subscription(Float32, "~/reward", lambda _: None, 10)

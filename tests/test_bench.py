@@ -316,7 +316,6 @@ def test_record_section_adds_and_replaces_sections_by_title(tmp_path):
         record_section(path, "  ", "cmd", "body")
 
 
-
 def test_a_benchmark_script_records_its_own_command_line(tmp_path, capsys):
     path = tmp_path / "BENCHMARKS.md"
     print_and_record("| a | b |", None, "Script", "/x/benchmarks/probe.py", ["--n", "3"])

@@ -289,10 +289,7 @@ class AgentNode(LifecycleNode):
 
     def _make_entities(self) -> None:
         p = self._param
-        obs_qos = QoSProfile(depth=p("observation_qos_depth"),
-                             reliability=_reliability(p("observation_reliability")),
-                             durability=qos_profile_sensor_data.durability)
-        act_qos = QoSProfile(depth=p("action_qos_depth"), reliability=_reliability(p("action_reliability")))
+        obs_qos, act_qos = qos_profiles(p)
         self._action_pub = self.create_lifecycle_publisher(Int32, "~/action", act_qos)
         self._command_pub = (self.create_lifecycle_publisher(Float32MultiArray, "~/command", act_qos)
                              if self._command_table is not None else None)
@@ -526,6 +523,16 @@ class AgentNode(LifecycleNode):
 
 def _reliability(name: str) -> ReliabilityPolicy:
     return ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
+
+
+def qos_profiles(param=lambda name: PARAMETERS[name][0]) -> tuple[QoSProfile, QoSProfile]:
+    """(~/observation QoS, ~/action and ~/command QoS) from the parameters (default: defaults)."""
+    observation = QoSProfile(depth=param("observation_qos_depth"),
+                             reliability=_reliability(param("observation_reliability")),
+                             durability=qos_profile_sensor_data.durability)
+    action = QoSProfile(depth=param("action_qos_depth"),
+                        reliability=_reliability(param("action_reliability")))
+    return observation, action
 
 
 def _answer(response, success: bool, message: str):
