@@ -100,9 +100,7 @@ def measure(backend: str, messages: int, rate_hz: float, context) -> dict:
     diag = {}
     try:
         if backend == "echo":
-            if not client.spin_until(lambda: client.node.count_publishers("/rlfm_bench/action") > 0
-                                     and client.node.count_subscribers("/rlfm_bench/observation") > 0,
-                                     60):
+            if not client.wait_connected(timeout=60):
                 raise RuntimeError("the echo node did not start")
             latencies, lost = round_trips(client, messages, rate_hz)
         else:
