@@ -8,6 +8,13 @@ model's greedy policy with that plan's and VI-LCB's, on fresh prior MDPs (seeds
 epsilon-optimal (eps = 0.1) data. It is a diagnostic for the next training run, not a
 selection criterion.
 
+With ``--episodes 10 50 200`` (the sizes of `rlfm-edge bench offline`, in episodes) and
+``--support``, it also weighs the offline method's options on fresh MDPs (``--seed-base``
+apart from the diagnostic's): "rlfm ... all" lets the model pick any action, "rlfm ...
+tried" only actions in the data (see rlfm_edge.agents.rlfm.offline_scores), and the table
+counts the cells (MDP, data, size) where a method is within 0.02 of VI-LCB, the offline
+target's criterion.
+
     python benchmarks/plan_following.py --models rlfm_edge/models/default runs/x/model --record
 """
 
@@ -40,16 +47,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["rlfm_edge/models/default"])
     parser.add_argument("--mdps", type=int, default=60)
-    parser.add_argument("--episodes", type=int, default=200, help="episodes of data per MDP")
+    parser.add_argument("--episodes", type=int, nargs="+", default=[200],
+                        help="episodes of data per MDP (one table block per value)")
+    parser.add_argument("--support", action="store_true",
+                        help="run each model both on all actions and on the data's (support='all', 'tried')")
     parser.add_argument("--s-max", type=int, default=80)
     parser.add_argument("--seed-base", type=int, default=3 * 10**7)
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
-    methods = {f"rlfm {Path(m).parent.name}/{Path(m).name}": {"method": "rlfm", "engine": TorchEngine(m)}
-               for m in args.models}
+    methods = {}
+    for m in args.models:
+        name, engine = f"rlfm {Path(m).parent.name}/{Path(m).name}", TorchEngine(m)
+        if args.support:
+            for support in ("all", "tried"):
+                methods[f"{name} {support}"] = {"method": "rlfm", "engine": engine, "support": support}
+        else:
+            methods[name] = {"method": "rlfm", "engine": engine}
     methods |= {"vi (plan on R̂, P̂)": {"method": "vi"}, "vi_lcb": {"method": "vi_lcb"}}
     behaviours = ("uniform", f"eps_optimal:{EPSILON}")
-    values = {(b, name): [] for b in behaviours for name in methods}
+    cells = [(b, n) for b in behaviours for n in args.episodes]
+    values = {(cell, name): [] for cell in cells for name in methods}
     families = []
     prior = PriorConfig(s_max=args.s_max, h_max=100)
     for k in tqdm(range(args.mdps), desc="held-out MDPs", unit="mdp"):
@@ -58,24 +75,33 @@ def main() -> int:
         families.append(mdp.meta["family"])
         Q_star, V_star = value_iteration(mdp)
         best = max(float(mdp.mu0 @ V_star[0]), 1e-9)
-        for b in behaviours:
-            stats = rollout(mdp, behaviour_policy(Q_star, b.split(":")[0]), args.episodes, rng)
+        for b, episodes in cells:
+            stats = rollout(mdp, behaviour_policy(Q_star, b.split(":")[0]), episodes, rng)
             for name, kw in methods.items():
                 kw = dict(kw)
                 pi = extract_policy(stats, mdp.n_states, mdp.n_actions, mdp.horizon, kw.pop("method"), **kw)
-                values[b, name].append(policy_value(mdp, pi) / best)
+                values[(b, episodes), name].append(policy_value(mdp, pi) / best)
+    sizes = ", ".join(map(str, args.episodes))
     lines = [f"{args.mdps} MDPs of the prior (S <= {args.s_max}, H <= 100), seeds {args.seed_base} + k, "
-             f"{args.episodes} episodes of data each; mean V^pi / V* of the greedy policy.", "",
-             "| data | family | MDPs | " + " | ".join(methods) + " |",
-             "|---|---|---|" + "---|" * len(methods)]
-    for b in behaviours:
+             f"{sizes} episodes of data each; mean V^pi / V* of the greedy policy.", "",
+             "| data | episodes | family | MDPs | " + " | ".join(methods) + " |",
+             "|---|---|---|---|" + "---|" * len(methods)]
+    for cell in cells:
         for family in ["all", *sorted(set(families))]:
             rows = [i for i, f in enumerate(families) if family in ("all", f)]
-            lines.append(f"| {b} | {family} | {len(rows)} | " + " | ".join(
-                f"{np.mean([values[b, name][i] for i in rows]):.3f}" for name in methods) + " |")
+            lines.append(f"| {cell[0]} | {cell[1]} | {family} | {len(rows)} | " + " | ".join(
+                f"{np.mean([values[cell, name][i] for i in rows]):.3f}" for name in methods) + " |")
+    lcb = np.concatenate([values[cell, "vi_lcb"] for cell in cells])
+    lines += ["", "Cells (MDP, data, episodes) where a method's V^pi / V* is at least VI-LCB's - 0.02:", "",
+              "| method | cells | share |", "|---|---|---|"]
+    for name in methods:
+        ok = np.concatenate([values[cell, name] for cell in cells]) >= lcb - 0.02
+        lines.append(f"| {name} | {ok.sum()} / {ok.size} | {ok.mean():.1%} |")
     body = "\n".join(lines)
-    print_and_record(body, args.record, "Plan following: offline, held-out prior MDPs", __file__,
-                     sys.argv[1:])
+    title = "Plan following: offline, held-out prior MDPs"
+    if args.episodes != [200] or args.support:
+        title = f"Offline on held-out prior MDPs ({sizes} episodes, seeds {args.seed_base} + k)"
+    print_and_record(body, args.record, title, __file__, sys.argv[1:])
     return 0
 
 

@@ -11,7 +11,14 @@ import pytest
 from rlfm_edge.bench import metrics, run_offline, run_online
 from rlfm_edge.bench.datasets import generate_dataset, parse_behaviour
 from rlfm_edge.bench.online import derive_seeds, run_episodes
-from rlfm_edge.bench.report import print_and_record, record_section, write_report
+from rlfm_edge.bench.report import (
+    offline_table,
+    online_table,
+    print_and_record,
+    record_section,
+    regret_ratios,
+    write_report,
+)
 from rlfm_edge.bench.runner import run_offline_experiment, run_online_experiment
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.planning import optimal_value, policy_value, value_iteration
@@ -339,3 +346,29 @@ def test_parallel_workers_run_torch_on_one_thread_each():
     from rlfm_edge.bench.runner import run_jobs
 
     assert run_jobs(_intra_op_threads, [(), ()], workers=2, progress=False, desc="") == [("1", 1, 1)] * 2
+
+
+def _online_results(returns: dict[str, dict[str, float]]) -> dict:
+    """Results of 2 seeds x 10 episodes with V* = 1 and a constant return per (env, agent)."""
+    return {"kind": "online", "config": {"episodes": 10},
+            "envs": {env: {"v_star": 1.0, "returns": {a: np.full((2, 10), r) for a, r in by_agent.items()}}
+                     for env, by_agent in returns.items()}}
+
+
+def test_the_online_table_ends_with_the_median_regret_ratio_per_reference_agent():
+    # regrets (10 episodes x (1 - return)): rlfm 1, 2, 6; ucbvi 2, 2, 2 -> ratios 0.5, 1, 3.
+    results = _online_results({"a": {"rlfm": 0.9, "ucbvi": 0.8}, "b": {"rlfm": 0.8, "ucbvi": 0.8},
+                               "c": {"rlfm": 0.4, "ucbvi": 0.8}})
+    table = online_table(results)
+    assert table.endswith("| agent | median regret / ucbvi's |\n|---|---|\n| rlfm | 1.00 |\n")
+    assert regret_ratios(_online_results({"a": {"rlfm": 0.9, "random": 0.1}})) == ""
+
+
+def test_the_offline_table_counts_the_cells_within_the_target_margin_of_vi_lcb():
+    results = {"kind": "offline", "config": {"methods": ["rlfm", "vi_lcb"]},
+               "envs": {"e": {"v_star": 2.0, "behaviour_values": {"uniform": 0.5},
+                              "values": {"uniform": {  # normalised: rlfm - vi_lcb = -0.01, -0.05, +0.2
+                                  1: {"rlfm": np.array([1.18, 1.18]), "vi_lcb": np.array([1.2, 1.2])},
+                                  2: {"rlfm": np.array([1.0, 1.2]), "vi_lcb": np.array([1.2, 1.2])},
+                                  3: {"rlfm": np.array([1.6, 1.6]), "vi_lcb": np.array([1.2, 1.2])}}}}}}
+    assert offline_table(results).endswith("| rlfm | 2 / 3 | 67% |\n")

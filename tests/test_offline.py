@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rlfm_edge.inference.base import PolicyEngine
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.offline import extract_policy, method_names, register_method
 from rlfm_edge.planning import optimal_value, policy_value
@@ -139,3 +140,25 @@ def test_bad_arguments_are_rejected_naming_the_field(kw, match):
     args = {"n_states": 3, "n_actions": 2, "horizon": 4, "method": "vi"} | kw
     with pytest.raises(ValueError, match=match):
         extract_policy([(0, 0, 0.5, 1)], **args)
+
+
+class _PreferLastAction(PolicyEngine):
+    """An engine whose logits always rank the last action first (the masking's worst case)."""
+
+    backend, precision, max_states, max_actions = "fixed", "fp32", 16, 8
+
+    def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
+        return np.tile(np.arange(stats.n_actions, dtype=np.float32), (stats.n_states, 1))
+
+
+def test_rlfm_by_default_never_picks_an_untried_action_where_one_was_tried():
+    pytest.importorskip("torch")
+    data = [(0, 0, 1.0, 1), (0, 1, 0.0, 2), (1, 1, 0.5, 2)]  # state 2: nothing tried
+    engine = _PreferLastAction()
+    free = extract_policy(data, 3, 3, 2, "rlfm", engine=engine, support="all")
+    kept = extract_policy(data, 3, 3, 2, "rlfm", engine=engine)
+    assert (free == 2).all()  # the model alone picks the untried action 2 everywhere
+    np.testing.assert_array_equal(kept[:, :2], [[1, 1], [1, 1]])  # best tried action
+    np.testing.assert_array_equal(kept[:, 2], [2, 2])  # nothing tried: the model decides
+    with pytest.raises(ValueError, match="support"):
+        extract_policy(data, 3, 3, 2, "rlfm", engine=engine, support="some")

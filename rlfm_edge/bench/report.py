@@ -18,6 +18,9 @@ import numpy as np
 from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.bench import metrics
 
+OFFLINE_MARGIN = 0.02  # the offline target: within this of VI-LCB's normalised value
+REFERENCE_AGENTS = ("ucbvi", "qlearning", "psrl")  # the online targets' comparisons
+
 
 def _fmt(mean: float, half: float, digits: int = 2) -> str:
     if math.isnan(mean):
@@ -52,7 +55,7 @@ def summarize_online(results: dict) -> list[dict]:
 
 
 def online_table(results: dict) -> str:
-    """Markdown table of :func:`summarize_online`."""
+    """Markdown table of :func:`summarize_online`, then :func:`regret_ratios`."""
     k = results["config"]["episodes"]
     header = ["env", "agent", "V*(mu0)", "final return", f"regret after {k} ep.",
               "episodes to 90% V* (seeds reaching)"]
@@ -61,21 +64,50 @@ def online_table(results: dict) -> str:
         rows.append([row["env"], row["agent"], f"{row['v_star']:.3f}",
                      _fmt(*row["final_return"], 3), _fmt(*row["regret"], 1),
                      f"{_fmt(*row['episodes_to_90'], 0)} ({row['reached_90']}/{row['seeds']})"])
-    return _markdown(header, rows)
+    ratios = regret_ratios(results)
+    table = _markdown(header, rows)
+    return f"{table}\nMedian over envs of mean regret ratios:\n\n{ratios}" if ratios else table
+
+
+def regret_ratios(results: dict) -> str:
+    """Markdown table: per agent, the median over envs of its mean regret divided by each
+    reference agent's (the online targets' statistic); empty when no reference ran."""
+    summary = summarize_online(results)
+    regret = {(r["env"], r["agent"]): r["regret"][0] for r in summary}
+    envs = list(results["envs"])
+    agents = list(dict.fromkeys(r["agent"] for r in summary))
+    refs = [a for a in REFERENCE_AGENTS if a in agents]
+    if not refs:
+        return ""
+    rows = [[a, *(f"{np.median([regret[e, a] / max(regret[e, ref], 1e-9) for e in envs]):.2f}"
+                  for ref in refs)] for a in agents if a not in refs]
+    return _markdown(["agent", *(f"median regret / {ref}'s" for ref in refs)], rows) if rows else ""
 
 
 def offline_table(results: dict) -> str:
-    """Markdown table: one row per (env, behaviour, size), one value column per method."""
+    """Markdown table: one row per (env, behaviour, size), one value column per method;
+    then, when VI-LCB ran, how many of those cells each method is within
+    ``OFFLINE_MARGIN`` of it (the offline target's criterion, on the means over seeds)."""
     methods = results["config"]["methods"]
     header = ["env", "behaviour", "size (x H)", "V*(mu0)", "V^behaviour", *methods]
-    rows = []
+    rows, means = [], []
     for env, res in results["envs"].items():
         for b, by_size in res["values"].items():
             for n, by_method in by_size.items():
                 rows.append([env, b, str(n), f"{res['v_star']:.3f}",
                              f"{res['behaviour_values'][b]:.3f}",
                              *(_fmt(*metrics.mean_ci(by_method[m]), 3) for m in methods)])
-    return _markdown(header, rows)
+                means.append({m: np.mean(by_method[m]) / res["v_star"] for m in methods})
+    table = _markdown(header, rows)
+    if "vi_lcb" not in methods or len(methods) < 2:
+        return table
+    cells = []
+    for m in methods:
+        if m != "vi_lcb":
+            ok = sum(c[m] >= c["vi_lcb"] - OFFLINE_MARGIN for c in means)
+            cells.append([m, f"{ok} / {len(means)}", f"{ok / len(means):.0%}"])
+    return (f"{table}\nCells where V^pi / V* is at least VI-LCB's - {OFFLINE_MARGIN}:\n\n"
+            + _markdown(["method", "cells", "share"], cells))
 
 
 def _jsonable(obj):
