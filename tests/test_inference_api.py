@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -137,5 +138,10 @@ def test_bench_latency_reports_each_configuration_and_records(dirs, tmp_path, ca
     out = capsys.readouterr().out
     assert "| torch | fp32 | 8 x 3 |" in out and "| onnxruntime | fp32 | 4 x 3 |" in out
     assert "S=16: above the export's Smax=8" in out and "onnxruntime/int8: skipped" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith(("| torch", "| onnx"))]
+    assert len(rows) == 4 and all(len(r) == 9 for r in rows)
+    assert all(0 < float(r[7]) <= float(r[3]) * 2 for r in rows)  # features: part of a refresh
+    flops = re.search(r"S=4: ([\d.]+) MFLOP, S=8: ([\d.]+) MFLOP\.", out)
+    assert flops and 0 < float(flops[1]) < float(flops[2])  # S=16 is above this export's Smax
     assert (tmp_path / "lat" / "latency_histogram.png").stat().st_size > 0
     assert "rlfm-edge bench latency" in record.read_text()

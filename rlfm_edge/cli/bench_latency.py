@@ -2,8 +2,11 @@
 
 A refresh is one ``engine.policy(stats, horizon)`` call: feature building, padding, the
 model and the copy back, i.e. what the robot waits for. The model-only time (padded
-inputs ready) is reported beside it. Every configuration is timed in the same process
-on the same statistics, so backends compare fairly within one run.
+inputs ready) and the features' (``build_features``: the statistics' graph and the plan
+features' H-step backward induction, on the CPU for every backend) are reported beside it,
+timed in turn with it call by call, so a slow spell of the machine hits all three columns
+alike. Every configuration is timed in the same process on the same statistics, so
+backends compare fairly within one run.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rlfm_edge.cli.bench import add_record_options, csv_ints, csv_list, record
-from rlfm_edge.inference.timing import refresh_stats, time_calls_ms
+from rlfm_edge.inference.timing import refresh_stats, time_interleaved_ms
 
 
 def _model_only(engine, stats, horizon: int):
@@ -44,6 +47,28 @@ def _model_only(engine, stats, horizon: int):
     return None
 
 
+def matmul_mflops(model, n_states: int, actions: int, horizon: int, seed: int) -> float | None:
+    """Matrix-product work of one model call on statistics padded to ``n_states`` (torch's
+    FlopCounterMode, a multiply-add = 2 FLOP), or None without torch: the floor under the
+    model-only time that no runtime trick removes."""
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from rlfm_edge.inference.torch_backend import TorchEngine
+    except ImportError:
+        return None
+    from rlfm_edge.model.features import build_features, pad_features
+
+    engine = TorchEngine(model, device="cpu")
+    stats = refresh_stats(np.random.default_rng(seed), n_states, actions)
+    k = engine.max_successors
+    inputs = pad_features([build_features(stats, horizon, k)], n_states, engine.max_actions, k)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        engine.dense(*engine.to_device(inputs.as_dict()))
+    return counter.get_total_flops() / 1e6
+
+
 def _gpu_name() -> str | None:
     """The CUDA device torch would use, if torch is installed and sees one."""
     try:
@@ -61,6 +86,7 @@ def run_latency(model, backends, precisions, states, actions: int, horizon: int,
                 warmup: int, seed: int) -> tuple[list[dict], list[str]]:
     """One row per (backend, precision, S) that runs here; notes for those that do not."""
     from rlfm_edge.inference import make_engine
+    from rlfm_edge.model.features import build_features
 
     rows, notes = [], []
     for backend in backends:
@@ -76,23 +102,26 @@ def run_latency(model, backends, precisions, states, actions: int, horizon: int,
                                  f"Smax={engine.max_states}, Amax={engine.max_actions}")
                     continue
                 stats = refresh_stats(np.random.default_rng(seed), n_states, actions)
-                refresh = time_calls_ms(lambda e=engine, s=stats: e.policy(s, horizon), repeats, warmup)
-                model_fn = _model_only(engine, stats, horizon)
-                model_ms = time_calls_ms(model_fn, repeats, warmup) if model_fn else None
+                fns = {"refresh_ms": lambda e=engine, s=stats: e.policy(s, horizon),
+                       "features_ms": lambda s=stats, k=engine.max_successors: build_features(s, horizon, k)}
+                if model_fn := _model_only(engine, stats, horizon):
+                    fns["model_ms"] = model_fn
+                times = time_interleaved_ms(fns, repeats, warmup)
                 rows.append({"backend": backend, "precision": precision, "S": n_states, "A": actions,
-                             "refresh_ms": refresh, "model_ms": model_ms, "peak_rss_mb": _peak_rss_mb()})
+                             "model_ms": None, **times, "peak_rss_mb": _peak_rss_mb()})
     return rows, notes
 
 
 def latency_table(rows: list[dict]) -> str:
     header = ["backend", "precision", "S x A", "refresh median (ms)", "p99", "max", "model-only median (ms)",
-              "peak RSS (MB)"]
+              "features median (ms)", "peak RSS (MB)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         t = r["refresh_ms"]
         model = f"{np.median(r['model_ms']):.2f}" if r["model_ms"] is not None else "—"
         lines.append(f"| {r['backend']} | {r['precision']} | {r['S']} x {r['A']} | {np.median(t):.2f} | "
-                     f"{np.percentile(t, 99):.2f} | {t.max():.2f} | {model} | {r['peak_rss_mb']:.0f} |")
+                     f"{np.percentile(t, 99):.2f} | {t.max():.2f} | {model} | "
+                     f"{np.median(r['features_ms']):.2f} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +165,12 @@ def cmd_latency(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = plot_histogram(rows, out / "latency_histogram.png")
+    flops = {n: matmul_mflops(args.model, n, args.actions, args.horizon, args.seed) for n in states
+             if n <= max(r["S"] for r in rows)}
+    if None not in flops.values():
+        notes.append("Matrix products per model call, padded to S (torch eager pads to S, the static "
+                     "ONNX and TensorRT exports to Smax): " +
+                     ", ".join(f"S={n}: {f:.3g} MFLOP" for n, f in flops.items()) + ".")
     table = latency_table(rows)
     print(table)
     for note in notes:

@@ -23,11 +23,20 @@ def refresh_stats(rng: np.random.Generator, n_states: int, n_actions: int) -> Co
 
 def time_calls_ms(fn: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
     """Wall time of ``repeats`` calls of ``fn`` in ms, after ``warmup`` untimed ones."""
+    return time_interleaved_ms({"fn": fn}, repeats, warmup)["fn"]
+
+
+def time_interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int,
+                        warmup: int) -> dict[str, np.ndarray]:
+    """Like time_calls_ms for several functions, called in turn within each repeat: on a
+    shared machine, timing them one after the other would let a slow spell land on one."""
     for _ in range(warmup):
-        fn()
-    out = np.empty(repeats)
+        for fn in fns.values():
+            fn()
+    out = {name: np.empty(repeats) for name in fns}
     for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - start
-    return out * 1e3
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            out[name][i] = time.perf_counter() - start
+    return {name: t * 1e3 for name, t in out.items()}
