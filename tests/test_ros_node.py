@@ -309,12 +309,14 @@ def test_serial_bridge_answers_robot_frames_through_the_agent_node(start_agent, 
     finally:
         bridge.send_signal(signal.SIGINT)
         try:
-            bridge.wait(10)
+            code = bridge.wait(10)
         except subprocess.TimeoutExpired:  # a hung bridge must not outlive the test
             bridge.kill()
             bridge.wait()
+            code = None
         os.close(robot)
         os.close(device)
+    assert code == 0, f"the bridge did not stop on SIGINT (exit code {code})"
 
 
 def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:

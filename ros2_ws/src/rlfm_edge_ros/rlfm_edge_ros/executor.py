@@ -1,11 +1,11 @@
-"""The executor the agent node spins on.
+"""The executor the agent node and the serial bridge spin on.
 
 rclpy's EventsExecutor (``rclpy.experimental``, Jazzy and later) dispatches callbacks from a
 C++ event queue; SingleThreadedExecutor rebuilds a wait set in Python on every spin, which
 on a 2-core machine is most of an observation's trip through the node (BENCHMARKS.md, "ROS 2
-node latency"). Humble has no EventsExecutor: there the single-threaded one is used. The
-serial bridge stays on ``rclpy.spin``: under the EventsExecutor of rclpy 7.1.6 its test
-(test_serial_bridge_answers_robot_frames_through_the_agent_node) gets no answers back.
+node latency"). Humble has no EventsExecutor: there the single-threaded one is used. Both
+nodes call ``spin_once`` in a loop: in rclpy 7.1.6, ``EventsExecutor.spin()`` answered no
+message, took a whole core and ignored SIGINT and SIGTERM.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
 from rlfm_edge.serial import Action, Error, Observation
 from rlfm_edge.serial.link import SerialLink
 from rlfm_edge.serial.protocol import ERR_INVALID_OBSERVATION
+from rlfm_edge_ros.executor import make_executor
 
 NO_ACTION = -1  # the answer to an EPISODE_END observation, as `rlfm-edge serve` sends
 
@@ -95,12 +96,16 @@ class SerialBridge(Node):
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = SerialBridge()
+    executor = make_executor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.close()
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
