@@ -66,6 +66,9 @@ def main() -> int:
     parser.add_argument("--seed-base", type=int, default=10**7,
                         help="MDP k uses seed SEED_BASE + k; a second base gives a fresh split to "
                              "confirm a choice made on the first")
+    parser.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                        help="draw only these prior families, equally often (default: the prior's "
+                             "own weights); e.g. survival, which the default weights leave out")
     parser.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                         help="other model directories, run on the same MDPs and seeds")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
@@ -77,13 +80,16 @@ def main() -> int:
     for label, model in [("", args.model)] + [(f" ({m})", m) for m in args.compare]:
         agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": float(t)})
                    for t in temperatures]
-    prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max)
+    weights = {f: 1.0 for f in args.families} if args.families else PriorConfig().weights
+    prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max, weights=weights)
     done = run_jobs(regrets, [(args.seed_base, k, prior, args.episodes, agents)
                               for k in range(args.mdps)], args.workers, True, "held-out MDPs")
     families = [family for family, _ in done]
     regret = {name: [r[name] for _, r in done] for name, _ in agents}
     base = "10^7" if args.seed_base == 10**7 else str(args.seed_base)
     sizes = f"S <= {args.s_max}" if args.s_min == 2 else f"{args.s_min} <= S <= {args.s_max}"
+    if args.families:
+        sizes += f"; {', '.join(args.families)} only"
     lines = [f"{args.mdps} MDPs of the prior ({sizes}, H <= {args.h_max}), seeds {base} + k, "
              f"{args.episodes} episodes each; regret normalised by V*(mu0) x episodes.", "",
              "| agent | normalised regret: mean | median |", "|---|---|---|"]

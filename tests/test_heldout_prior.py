@@ -21,3 +21,13 @@ def test_a_model_compared_with_itself_differs_by_exactly_zero():
     assert all(0.0 <= v <= 1.0 + 1e-9 for v in means.values())  # regret / (V* x episodes)
     paired = next(line for line in out.splitlines() if line.startswith("| rlfm_edge/models/default | 0.3"))
     assert paired.split("|")[3:5] == [" +0.000 ", " 0.000 "]  # same model, same MDPs and seeds
+
+
+def test_families_restricts_the_mdps_to_the_families_named():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_prior.py"), "--mdps", "3",
+                          "--episodes", "3", "--s-max", "10", "--temperatures", "0.3",
+                          "--families", "survival", "--workers", "1"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    table = out[out.index("by prior family"):].splitlines()
+    assert [line.split("|")[1:3] for line in table if line.startswith("| ") and "MDPs" not in line] == [
+        [" survival ", " 3 "]]

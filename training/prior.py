@@ -21,6 +21,12 @@ Families (weights in PriorConfig.weights):
 - lock:    combination lock / DeepSea-like: one correct action per state advances, the
            others reset to the start (or fall into a trap); reward only at the end,
            optional small cost for the correct action.
+- survival: stay alive (balancing, not falling): the same reward c ~ U[0.2, 1] every step
+           until an absorbing failure state; states on a line, each action drifts by
+           -2..2 (plus a spread of 0..2), and fails with a probability that grows towards
+           the ends (half of the MDPs) or varies per state, scaled per action by U[0, 2].
+           Not in the default weights (added after model v3; the held-out seeds of the
+           recorded benchmarks keep their MDPs); a training config names it.
 """
 
 from __future__ import annotations
@@ -169,8 +175,36 @@ def lock(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarr
     return P, R
 
 
+def survival(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    n = S - 1  # states on a line, then the absorbing failure state
+    line = np.arange(n)
+    edge = np.abs(line - (n - 1) / 2) / max((n - 1) / 2, 1)  # 0 at the centre, 1 at the ends
+    if rng.random() < 0.5:  # balance: failing is likelier towards the ends
+        danger = rng.uniform(0.05, 0.5) * edge ** rng.uniform(1.0, 4.0)
+    else:
+        danger = rng.uniform(0.05, 0.5) * rng.random(n)
+    drift = rng.integers(-2, 3, size=A)
+    spread = int(rng.integers(0, 3))
+    P = np.zeros((S, A, S))
+    for x in range(n):
+        for a in range(A):
+            fail = min(1.0, danger[x] * rng.uniform(0.0, 2.0))
+            targets = np.clip(x + drift[a] + np.arange(-spread, spread + 1), 0, n - 1)
+            np.add.at(P[x, a], targets, (1.0 - fail) * rng.dirichlet(np.ones(targets.size)))
+            P[x, a, n] = fail
+    P[n, :, n] = 1.0
+    R = np.zeros((S, A))
+    R[:n] = rng.uniform(0.2, 1.0)
+    order = np.argsort(edge, kind="stable")  # state 0 (the usual start) is the centre
+    index = np.append(np.argsort(order), n)
+    relabel = np.empty(S, np.int64)
+    relabel[index] = np.arange(S)
+    return P[relabel][:, :, relabel], R[relabel]
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]] = {
     "garnet": garnet, "dense": dense, "chain": chain, "grid": grid, "bandit": bandit, "lock": lock,
+    "survival": survival,
 }
 
 
