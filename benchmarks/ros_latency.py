@@ -14,7 +14,6 @@ rclpy and the client set on this machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import signal
@@ -60,10 +59,9 @@ def echo_node() -> None:
     what it measures is DDS, rclpy and the client on this machine. Runs until SIGINT.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
     from rlfm_edge_ros.agent_node import qos_profiles
-    from rlfm_edge_ros.executor import make_executor
+    from rlfm_edge_ros.executor import spin
     from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
 
     rclpy.init()
@@ -75,11 +73,7 @@ def echo_node() -> None:
                              observation_qos)
     node.create_subscription(Float32, "~/reward", lambda _: None, 10)
     node.create_subscription(Bool, "~/episode_end", lambda _: None, 10)
-    executor = make_executor()
-    executor.add_node(node)
-    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
-        while rclpy.ok():  # as rlfm_agent_node spins
-            executor.spin_once(timeout_sec=0.1)
+    spin(node)  # as rlfm_agent_node spins
 
 
 def measure(backend: str, messages: int, rate_hz: float, context) -> dict:

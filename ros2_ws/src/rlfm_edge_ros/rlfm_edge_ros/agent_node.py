@@ -36,7 +36,6 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -48,7 +47,7 @@ from rlfm_edge.discretize import Discretizer
 from rlfm_edge.inference import make_engine
 from rlfm_edge.runtime import InvalidObservation, OnlineAgent, StatsPersistence
 from rlfm_edge.runtime.online_agent import MODES
-from rlfm_edge_ros.executor import make_executor
+from rlfm_edge_ros.executor import spin
 
 NODE_NAME = "rlfm_agent"
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "planning")
@@ -560,16 +559,10 @@ def main(args: list[str] | None = None) -> int:
     """Spin until the SHUTDOWN transition (exit 0) or Ctrl-C / SIGTERM (save, exit 0)."""
     rclpy.init(args=args)
     node = AgentNode()
-    executor = make_executor()
-    executor.add_node(node)
     try:
-        while rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node, done=lambda: node.finished)
     finally:
         node.release()
-        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -10,7 +10,10 @@ message, took a whole core and ignored SIGINT and SIGTERM.
 
 from __future__ import annotations
 
-from rclpy.executors import SingleThreadedExecutor
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 
 def executor_class() -> type:
@@ -25,3 +28,17 @@ def executor_class() -> type:
 def make_executor(context=None):
     """An executor of ``executor_class()`` for ``context``."""
     return executor_class()(context=context)
+
+
+def spin(node, done: Callable[[], bool] = lambda: False) -> None:
+    """Run ``node``'s callbacks until ``done()``, Ctrl-C or SIGTERM (``spin_once`` in a loop:
+    see the module docstring). The caller releases the node and shuts rclpy down."""
+    executor = make_executor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok() and not done():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.remove_node(node)

@@ -17,7 +17,6 @@ import math
 from collections import deque
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
@@ -25,7 +24,7 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
 from rlfm_edge.serial import Action, Error, Observation
 from rlfm_edge.serial.link import SerialLink
 from rlfm_edge.serial.protocol import ERR_INVALID_OBSERVATION
-from rlfm_edge_ros.executor import make_executor
+from rlfm_edge_ros.executor import spin
 
 NO_ACTION = -1  # the answer to an EPISODE_END observation, as `rlfm-edge serve` sends
 
@@ -96,16 +95,10 @@ class SerialBridge(Node):
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = SerialBridge()
-    executor = make_executor()
-    executor.add_node(node)
     try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node)
     finally:
         node.close()
-        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
