@@ -12,8 +12,8 @@ With ``--episodes 10 50 200`` (the sizes of `rlfm-edge bench offline`, in episod
 ``--support``, it also weighs the offline method's options on fresh MDPs (``--seed-base``
 apart from the diagnostic's): "rlfm ... all" lets the model pick any action, "rlfm ...
 tried" only actions in the data (see rlfm_edge.agents.rlfm.offline_scores), and the table
-counts the cells (MDP, data, size) where a method is within 0.02 of VI-LCB, the offline
-target's criterion.
+counts the cells (MDP, data, size) where a method is within OFFLINE_MARGIN (0.02) of VI-LCB,
+the offline target's criterion.
 
     python benchmarks/plan_following.py --models rlfm_edge/models/default runs/x/model --record
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rlfm_edge.bench.report import print_and_record
+from rlfm_edge.bench.report import OFFLINE_MARGIN, print_and_record
 from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.offline import extract_policy
 from rlfm_edge.planning import policy_value, value_iteration
@@ -92,10 +92,11 @@ def main() -> int:
             lines.append(f"| {cell[0]} | {cell[1]} | {family} | {len(rows)} | " + " | ".join(
                 f"{np.mean([values[cell, name][i] for i in rows]):.3f}" for name in methods) + " |")
     lcb = np.concatenate([values[cell, "vi_lcb"] for cell in cells])
-    lines += ["", "Cells (MDP, data, episodes) where a method's V^pi / V* is at least VI-LCB's - 0.02:", "",
+    lines += ["", f"Cells (MDP, data, episodes) where a method's V^pi / V* is at least VI-LCB's - "
+              f"{OFFLINE_MARGIN}:", "",
               "| method | cells | share |", "|---|---|---|"]
     for name in methods:
-        ok = np.concatenate([values[cell, name] for cell in cells]) >= lcb - 0.02
+        ok = np.concatenate([values[cell, name] for cell in cells]) >= lcb - OFFLINE_MARGIN
         lines.append(f"| {name} | {ok.sum()} / {ok.size} | {ok.mean():.1%} |")
     body = "\n".join(lines)
     title = "Plan following: offline, held-out prior MDPs"

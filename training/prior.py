@@ -195,10 +195,7 @@ def survival(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.n
     P[n, :, n] = 1.0
     R = np.zeros((S, A))
     R[:n] = rng.uniform(0.2, 1.0)
-    order = np.argsort(edge, kind="stable")  # state 0 (the usual start) is the centre
-    index = np.append(np.argsort(order), n)
-    relabel = np.empty(S, np.int64)
-    relabel[index] = np.arange(S)
+    relabel = np.append(np.argsort(edge, kind="stable"), n)  # state 0 (the usual start): the centre
     return P[relabel][:, :, relabel], R[relabel]
 
 

@@ -60,21 +60,22 @@ def online_table(results: dict) -> str:
     header = ["env", "agent", "V*(mu0)", "final return", f"regret after {k} ep.",
               "episodes to 90% V* (seeds reaching)"]
     rows = []
-    for row in summarize_online(results):
+    summary = summarize_online(results)
+    for row in summary:
         rows.append([row["env"], row["agent"], f"{row['v_star']:.3f}",
                      _fmt(*row["final_return"], 3), _fmt(*row["regret"], 1),
                      f"{_fmt(*row['episodes_to_90'], 0)} ({row['reached_90']}/{row['seeds']})"])
-    ratios = regret_ratios(results)
+    ratios = regret_ratios(summary)
     table = _markdown(header, rows)
     return f"{table}\nMedian over envs of mean regret ratios:\n\n{ratios}" if ratios else table
 
 
-def regret_ratios(results: dict) -> str:
-    """Markdown table: per agent, the median over envs of its mean regret divided by each
-    reference agent's (the online targets' statistic); empty when no reference ran."""
-    summary = summarize_online(results)
+def regret_ratios(summary: list[dict]) -> str:
+    """Markdown table from :func:`summarize_online`'s rows: per agent, the median over envs of
+    its mean regret divided by each reference agent's (the online targets' statistic); empty
+    when no reference ran."""
     regret = {(r["env"], r["agent"]): r["regret"][0] for r in summary}
-    envs = list(results["envs"])
+    envs = list(dict.fromkeys(r["env"] for r in summary))
     agents = list(dict.fromkeys(r["agent"] for r in summary))
     refs = [a for a in REFERENCE_AGENTS if a in agents]
     if not refs:
