@@ -43,6 +43,11 @@ def regrets(seed_base: int, k: int, prior: PriorConfig, episodes: int, agents: l
     Every agent runs with run seed k, so agents are compared on the same draws.
     """
     mdp = sample_mdp(np.random.default_rng(seed_base + k), prior)
+    return mdp.meta["family"], agent_regrets(mdp, k, episodes, agents)
+
+
+def agent_regrets(mdp, k: int, episodes: int, agents: list[tuple[str, dict]]) -> dict[str, float]:
+    """Each agent's regret / (V* x episodes) on ``mdp``, all on run seed k (agents as in regrets)."""
     best = optimal_value(mdp) * episodes
     out = {}
     for name, kw in agents:
@@ -50,7 +55,7 @@ def regrets(seed_base: int, k: int, prior: PriorConfig, episodes: int, agents: l
             kw = {"engine": _engine(kw["model"]), "temperature": kw["temperature"]}
         returns = run_online(mdp, name.split()[0], episodes, seed=k, **kw)
         out[name] = (best - returns.sum()) / max(best, 1e-9)
-    return mdp.meta["family"], out
+    return out
 
 
 def main() -> int:

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import cache
 
 import numpy as np
 import torch
+from heldout_prior import agent_regrets
 
-from rlfm_edge.bench import run_online
 from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.bench.runner import run_jobs
-from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.mdp import TabularMDP
-from rlfm_edge.planning import optimal_value
 
 SEED_BASE = 9 * 10**7
 
@@ -47,20 +44,9 @@ def survival_mdp(rng: np.random.Generator) -> TabularMDP:
     return TabularMDP(P, R, mu0, H, name="survival-probe")
 
 
-@cache
-def _engine(model: str | None) -> TorchEngine:
-    return TorchEngine(model)
-
-
-def regrets(k: int, episodes: int, models: tuple) -> dict[str, float]:
-    """MDP k: each agent's regret / (V* x episodes), all on run seed k."""
-    torch.set_num_threads(1)
-    mdp = survival_mdp(np.random.default_rng(SEED_BASE + k))
-    best = optimal_value(mdp) * episodes
-    agents = [(f"rlfm {m or 'default'}", "rlfm", {"engine": _engine(m), "temperature": 0.3}) for m in models]
-    agents += [(name, name, {}) for name in ("ucbvi", "psrl", "random")]
-    return {label: (best - run_online(mdp, name, episodes, seed=k, **kw).sum()) / best
-            for label, name, kw in agents}
+def regrets(k: int, episodes: int, agents: list[tuple[str, dict]]) -> dict[str, float]:
+    """Survival MDP k: each agent's regret / (V* x episodes), all on run seed k."""
+    return agent_regrets(survival_mdp(np.random.default_rng(SEED_BASE + k)), k, episodes, agents)
 
 
 def main() -> int:
@@ -72,8 +58,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
-    models = (args.model, *args.compare)
-    done = run_jobs(regrets, [(k, args.episodes, models) for k in range(args.mdps)], args.workers,
+    torch.set_num_threads(1)
+    agents = [(f"rlfm {m or 'default'}", {"model": m, "temperature": 0.3})
+              for m in (args.model, *args.compare)]
+    agents += [(name, {}) for name in ("ucbvi", "psrl", "random")]
+    done = run_jobs(regrets, [(k, args.episodes, agents) for k in range(args.mdps)], args.workers,
                     True, "survival MDPs")
     names = list(done[0])
     lines = [f"{args.mdps} MDPs, seeds {SEED_BASE} + k, {args.episodes} episodes each, rlfm at T=0.3; "

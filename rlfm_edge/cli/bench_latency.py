@@ -47,26 +47,30 @@ def _model_only(engine, stats, horizon: int):
     return None
 
 
-def matmul_mflops(model, n_states: int, actions: int, horizon: int, seed: int) -> float | None:
-    """Matrix-product work of one model call on statistics padded to ``n_states`` (torch's
-    FlopCounterMode, a multiply-add = 2 FLOP), or None without torch: the floor under the
+def matmul_mflops(engine, n_states: int, actions: int, horizon: int, seed: int) -> float:
+    """Matrix-product work of one call of a torch ``engine``'s model on statistics padded to
+    ``n_states`` (torch's FlopCounterMode, a multiply-add = 2 FLOP): the floor under the
     model-only time that no runtime trick removes."""
-    try:
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
-        from rlfm_edge.inference.torch_backend import TorchEngine
-    except ImportError:
-        return None
     from rlfm_edge.model.features import build_features, pad_features
 
-    engine = TorchEngine(model, device="cpu")
     stats = refresh_stats(np.random.default_rng(seed), n_states, actions)
     k = engine.max_successors
     inputs = pad_features([build_features(stats, horizon, k)], n_states, engine.max_actions, k)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         engine.dense(*engine.to_device(inputs.as_dict()))
     return counter.get_total_flops() / 1e6
+
+
+def _cpu_torch_engine(model):
+    """The model on torch's CPU backend, or None where torch is not installed."""
+    try:
+        from rlfm_edge.inference.torch_backend import TorchEngine
+    except ImportError:
+        return None
+    return TorchEngine(model, device="cpu")
 
 
 def _gpu_name() -> str | None:
@@ -165,9 +169,9 @@ def cmd_latency(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = plot_histogram(rows, out / "latency_histogram.png")
-    flops = {n: matmul_mflops(args.model, n, args.actions, args.horizon, args.seed) for n in states
-             if n <= max(r["S"] for r in rows)}
-    if None not in flops.values():
+    if torch_engine := _cpu_torch_engine(args.model):
+        flops = {n: matmul_mflops(torch_engine, n, args.actions, args.horizon, args.seed)
+                 for n in states if n <= max(r["S"] for r in rows)}
         notes.append("Matrix products per model call, padded to S (torch eager pads to S, the static "
                      "ONNX and TensorRT exports to Smax): " +
                      ", ".join(f"S={n}: {f:.3g} MFLOP" for n, f in flops.items()) + ".")
