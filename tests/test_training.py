@@ -10,7 +10,7 @@ pytest.importorskip("torch_geometric")
 
 from rlfm_edge.planning import value_iteration  # noqa: E402
 from training.data import BEHAVIOURS, DataConfig, collect, load_shard, make_example, save_shard  # noqa: E402
-from training.prior import FAMILIES, PriorConfig, sample_mdp  # noqa: E402
+from training.prior import FAMILIES, PriorConfig, layered, sample_mdp  # noqa: E402
 from training.rollout import rollout  # noqa: E402
 
 
@@ -22,6 +22,24 @@ def test_every_family_yields_valid_mdps_within_the_configured_sizes(family):
         mdp = sample_mdp(rng, prior)  # TabularMDP validates P, R, mu0
         assert 2 <= mdp.n_states <= 25 and 2 <= mdp.n_actions <= 5 and 3 <= mdp.horizon <= 30
         assert mdp.meta["family"] == family
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_layered_mdps_never_revisit_a_state_and_hide_their_reward_deep(seed):
+    """Time is in the state: apart from absorbing self-loops the transition graph is
+    acyclic, the start can shift both ways, and the prize is not at the start."""
+    rng = np.random.default_rng(seed)
+    S, A = int(rng.integers(5, 80)), int(rng.integers(2, 6))
+    P, R = layered(rng, S, A)
+    moves = (P.sum(axis=1) > 0) & ~np.eye(S, dtype=bool)
+    assert np.all(np.diagonal(P, axis1=0, axis2=2)[:, moves.any(axis=1)] == 0)
+    reach = moves.astype(int)
+    for _ in range(S):  # nilpotent: no path is longer than S steps, so no cycle
+        reach = reach @ moves
+    assert not reach.any()
+    first = np.flatnonzero(P[0].max(axis=0) > 0)  # from the start: left, right, stay
+    assert first.size >= 2
+    assert R[0].max() < R.max() and R.max() >= 0.5  # the prize is not at the start
 
 
 def test_prior_is_reproducible_from_its_seed():

@@ -27,6 +27,18 @@ Families (weights in PriorConfig.weights):
            the ends (half of the MDPs) or varies per state, scaled per action by U[0, 2].
            Not in the default weights (added after model v3; the held-out seeds of the
            recorded benchmarks keep their MDPs); a training config names it.
+- layered: time in the state (a finite-horizon decision tree folded into a DAG, as in
+           DeepSea): w to w + 2 layers of w positions (about square, so reaching the far
+           side takes a right shift at nearly every layer; leftover states absorbing and
+           unreachable), starting at position 0; every action moves one layer on, shifting the
+           position by its own -1/0/+1 per state (at least one action each way; half of
+           the MDPs deterministic, the others slip ~ U[0, 0.3] to a random shift), and the
+           last layer falls into an absorbing end. Reward sits at a far cell of the last
+           layer (U[0.5, 1], for one action), with optional distractors
+           (small rewards elsewhere in the last layers) and a small per-step reward
+           U[0, 0.02] for the actions that do not shift right (DeepSea's move cost,
+           rescaled). No retrying within an episode: a wrong early turn loses the reward.
+           Outside the default weights, like survival.
 """
 
 from __future__ import annotations
@@ -199,9 +211,40 @@ def survival(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.n
     return P[relabel][:, :, relabel], R[relabel]
 
 
+def layered(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    end = S - 1  # the absorbing end after the last layer; also any leftover states
+    w = int(rng.integers(2, max(2, int(np.sqrt(end))) + 1)) if end >= 4 else 1
+    n_layers = max(1, min(end // w, w + int(rng.integers(0, 3))))  # about square: deep
+    slip = rng.uniform(0.0, 0.3) if rng.random() < 0.5 else 0.0
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    P[n_layers * w:, :, end] = 1.0  # leftover states and the end: absorbing, no reward
+    shift = rng.integers(-1, 2, size=(n_layers, w, A))
+    if A >= 2:  # every cell can go both ways, as in DeepSea: one action right, one left
+        pair = np.argsort(rng.random((n_layers, w, A)), axis=2)[..., :2]
+        np.put_along_axis(shift, pair, np.array([1, -1]), axis=2)
+    cost_free = rng.uniform(0.0, 0.02) if rng.random() < 0.5 else 0.0
+    for layer in range(n_layers):
+        for x in range(w):
+            s = layer * w + x
+            for a in range(A):
+                for d, p in ((shift[layer, x, a], 1.0 - slip), *((d, slip / 3) for d in (-1, 0, 1))):
+                    nxt = end if layer == n_layers - 1 else (layer + 1) * w + int(np.clip(x + d, 0, w - 1))
+                    P[s, a, nxt] += p
+                R[s, a] = cost_free if shift[layer, x, a] <= 0 else 0.0
+    last = range(max(0, n_layers - 2) * w, n_layers * w)  # the last one or two layers
+    treasure = last[-1] - int(rng.integers(0, max(1, w // 4)))  # a far cell of the last layer
+    R[treasure, int(rng.integers(A))] = rng.uniform(0.5, 1.0)
+    if rng.random() < 0.5:  # distractors: smaller rewards elsewhere near the end
+        for s in rng.choice(list(last), size=int(rng.integers(1, 3)), replace=True):
+            if s != treasure:
+                R[s, int(rng.integers(A))] = rng.uniform(0.0, 0.3)
+    return P, R
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]] = {
     "garnet": garnet, "dense": dense, "chain": chain, "grid": grid, "bandit": bandit, "lock": lock,
-    "survival": survival,
+    "survival": survival, "layered": layered,
 }
 
 
