@@ -8,9 +8,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
 
+from rlfm_edge.mdp import TabularMDP  # noqa: E402
 from rlfm_edge.planning import value_iteration  # noqa: E402
 from training.data import BEHAVIOURS, DataConfig, collect, load_shard, make_example, save_shard  # noqa: E402
-from training.prior import FAMILIES, PriorConfig, layered, sample_mdp  # noqa: E402
+from training.prior import FAMILIES, PriorConfig, layered, reach, sample_mdp  # noqa: E402
 from training.rollout import rollout  # noqa: E402
 
 
@@ -40,6 +41,22 @@ def test_layered_mdps_never_revisit_a_state_and_hide_their_reward_deep(seed):
     first = np.flatnonzero(P[0].max(axis=0) > 0)  # from the start: left, right, stay
     assert first.size >= 2
     assert R[0].max() < R.max() and R.max() >= 0.5  # the prize is not at the start
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_reach_mdps_pay_their_prize_once(seed):
+    """The goal pays on arrival and then the episode is over in effect: the goal, the holes
+    and the end all lead to the end, which pays nothing; the best return is at most one prize
+    plus the tiny step rewards."""
+    rng = np.random.default_rng(seed)
+    S, A = int(rng.integers(3, 80)), int(rng.integers(2, 6))
+    P, R = reach(rng, S, A)
+    end = S - 1
+    terminal = np.flatnonzero(P[:, 0, end] == 1.0)
+    assert end in terminal and terminal.size >= 2  # the end and at least the goal
+    assert np.all(P[terminal][:, :, end] == 1.0) and np.all(R[terminal] == 0.0)
+    Q, _ = value_iteration(TabularMDP(P, R, np.eye(S)[0], 100))
+    assert Q[0].max() <= 1.0 + 100 * 0.005
 
 
 def test_prior_is_reproducible_from_its_seed():

@@ -39,6 +39,12 @@ Families (weights in PriorConfig.weights):
            U[0, 0.02] for the actions that do not shift right (DeepSea's move cost,
            rescaled). No retrying within an episode: a wrong early turn loses the reward.
            Outside the default weights, like survival.
+- reach:   reach a goal once (an episodic task that ends there, as in FrozenLake or a robot
+           arm's reach): a slippery grid (60%) or Garnet-like random successors, a goal whose
+           arrival pays U[0.5, 1] once and then leads to an absorbing end with no reward, holes
+           (a fraction U[0, 0.2] of the cells) that lead to the same end, and sometimes a tiny
+           reward U[0, 0.005] per step on the way. Elsewhere in the prior a prize, once
+           reached, pays every step. Outside the default weights, like survival.
 """
 
 from __future__ import annotations
@@ -242,9 +248,43 @@ def layered(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.nd
     return P, R
 
 
+def reach(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    end = S - 1  # the absorbing end: after the goal, or after falling into a hole
+    n = max(end, 1)
+    P = np.zeros((S, A, S))
+    if rng.random() < 0.6 and n >= 2:  # a slippery grid of n cells
+        w = int(rng.integers(1, int(np.sqrt(n)) + 1))
+        h = n // w
+        slip = rng.uniform(0.0, 0.5)
+        moves = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+        for s in range(n):
+            x, y = divmod(s, h)
+            for a in range(A):
+                for k, p in ((a % 4, 1.0 - slip), ((a + 1) % 4, slip / 2), ((a + 3) % 4, slip / 2)):
+                    x2, y2 = x + moves[k][0], y + moves[k][1]
+                    P[s, a, x2 * h + y2 if 0 <= x2 < w and 0 <= y2 < h else s] += p
+    else:  # Garnet-like: a few random successors per (s, a)
+        b = int(rng.integers(1, min(n, 4) + 1))
+        for s in range(n):
+            for a in range(A):
+                P[s, a, rng.choice(n, size=b, replace=False)] = rng.dirichlet(np.ones(b))
+    goal = int(rng.integers(1, n)) if n > 1 else 0
+    cells = np.setdiff1d(np.arange(1, n), [goal])
+    holes = rng.choice(cells, size=int(rng.uniform(0.0, 0.2) * cells.size), replace=False)
+    R = np.zeros((S, A))
+    if rng.random() < 0.3:
+        R[:n] = rng.uniform(0.0, 0.005)
+    R[:n] += rng.uniform(0.5, 1.0) * P[:n, :, goal]  # paid on arrival
+    for s in (goal, *holes.tolist(), end):
+        P[s] = 0.0
+        P[s, :, end] = 1.0
+        R[s] = 0.0
+    return P, R
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]] = {
     "garnet": garnet, "dense": dense, "chain": chain, "grid": grid, "bandit": bandit, "lock": lock,
-    "survival": survival, "layered": layered,
+    "survival": survival, "layered": layered, "reach": reach,
 }
 
 
