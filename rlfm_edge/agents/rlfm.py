@@ -79,8 +79,9 @@ def offline_scores(data: OfflineData, horizon: int, engine: PolicyEngine | None 
     ``"all"`` lets the model choose freely. On 2 x 512 held-out prior MDPs (uniform and
     epsilon-optimal data, 10/50/200 episodes) "tried" was within 0.02 of VI-LCB on 87.5%
     and 89.5% of the cells against 85.6% and 86.7% with model v3 (86.0 / 88.1% against
-    83.6 / 85.2% with v4; BENCHMARKS.md, "Offline on held-out prior MDPs"): it gains on
-    epsilon-optimal data and loses a little on uniform data.
+    83.6 / 85.2% with v4, 85.7 / 87.4% against 83.4 / 84.3% with v5; BENCHMARKS.md,
+    "Offline on held-out prior MDPs"): it gains on epsilon-optimal data and loses a little
+    on uniform data.
     """
     check_choice("support", support, ("all", "tried"))
     engine = engine if engine is not None else _cached_engine(backend, model, precision)
