@@ -11,7 +11,8 @@ selection criterion.
 With ``--episodes 10 50 200`` (the sizes of `rlfm-edge bench offline`, in episodes) and
 ``--support``, it also weighs the offline method's options on fresh MDPs (``--seed-base``
 apart from the diagnostic's): "rlfm ... all" lets the model pick any action, "rlfm ...
-tried" only actions in the data (see rlfm_edge.agents.rlfm.offline_scores), and the table
+tried" only actions in the data, "rlfm ... bcq" only actions the data took at least 0.3
+times as often as the state's most taken one (see rlfm_edge.agents.rlfm.offline_scores), and the table
 counts the cells (MDP, data, size) where a method is within OFFLINE_MARGIN (0.02) of VI-LCB,
 the offline target's criterion.
 
@@ -50,7 +51,8 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, nargs="+", default=[200],
                         help="episodes of data per MDP (one table block per value)")
     parser.add_argument("--support", action="store_true",
-                        help="run each model both on all actions and on the data's (support='all', 'tried')")
+                        help="run each model on all actions, on the data's, and on discrete BCQ's "
+                             "(support='all', 'tried', 'bcq')")
     parser.add_argument("--s-max", type=int, default=80)
     parser.add_argument("--seed-base", type=int, default=3 * 10**7)
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
@@ -59,7 +61,7 @@ def main() -> int:
     for m in args.models:
         name, engine = f"rlfm {Path(m).parent.name}/{Path(m).name}", TorchEngine(m)
         if args.support:
-            for support in ("all", "tried"):
+            for support in ("all", "tried", "bcq"):
                 methods[f"{name} {support}"] = {"method": "rlfm", "engine": engine, "support": support}
         else:
             methods[name] = {"method": "rlfm", "engine": engine}

@@ -162,3 +162,17 @@ def test_rlfm_by_default_never_picks_an_untried_action_where_one_was_tried():
     np.testing.assert_array_equal(kept[:, 2], [2, 2])  # nothing tried: the model decides
     with pytest.raises(ValueError, match="support"):
         extract_policy(data, 3, 3, 2, "rlfm", engine=engine, support="some")
+
+
+def test_rlfm_bcq_support_keeps_only_actions_the_behaviour_took_often_enough():
+    pytest.importorskip("torch")
+    # state 0: action 0 x 10, action 1 x 2, action 2 x 4 (0.2 and 0.4 of the most taken)
+    data = [(0, 0, 0.0, 1)] * 10 + [(0, 1, 1.0, 1)] * 2 + [(0, 2, 0.0, 1)] * 4
+    engine = _PreferLastAction()
+    strict = extract_policy(data, 2, 3, 1, "rlfm", engine=engine, support="bcq")
+    assert strict[0, 0] == 2  # 0.4 >= 0.3: the model's favourite stays allowed
+    stricter = extract_policy(data, 2, 3, 1, "rlfm", engine=engine, support="bcq", bcq_threshold=0.5)
+    assert stricter[0, 0] == 0  # only the most taken action is left
+    assert strict[0, 1] == stricter[0, 1] == 2  # state 1: nothing tried, the model decides
+    with pytest.raises(ValueError, match="bcq_threshold"):
+        extract_policy(data, 2, 3, 1, "rlfm", engine=engine, support="bcq", bcq_threshold=1.5)
