@@ -41,7 +41,7 @@ Families (weights in PriorConfig.weights):
            Outside the default weights, like survival.
 - reach:   reach a goal once (an episodic task that ends there, as in FrozenLake or a robot
            arm's reach): a slippery grid (60%) or Garnet-like random successors, a goal whose
-           arrival pays U[0.5, 1] once and then leads to an absorbing end with no reward, holes
+           arrival pays U[0.5, 1 - step] once and then leads to an absorbing end with no reward, holes
            (a fraction U[0, 0.2] of the cells) that lead to the same end, and sometimes a tiny
            reward U[0, 0.005] per step on the way. Elsewhere in the prior a prize, once
            reached, pays every step. Outside the default weights, like survival.
@@ -272,9 +272,8 @@ def reach(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndar
     cells = np.setdiff1d(np.arange(1, n), [goal])
     holes = rng.choice(cells, size=int(rng.uniform(0.0, 0.2) * cells.size), replace=False)
     R = np.zeros((S, A))
-    if rng.random() < 0.3:
-        R[:n] = rng.uniform(0.0, 0.005)
-    R[:n] += rng.uniform(0.5, 1.0) * P[:n, :, goal]  # paid on arrival
+    step = rng.uniform(0.0, 0.005) if rng.random() < 0.3 else 0.0
+    R[:n] = step + rng.uniform(0.5, 1.0 - step) * P[:n, :, goal]  # the prize, paid on arrival
     for s in (goal, *holes.tolist(), end):
         P[s] = 0.0
         P[s, :, end] = 1.0
