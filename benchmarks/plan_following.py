@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from rlfm_edge.agents.rlfm import OFFLINE_SUPPORTS
 from rlfm_edge.bench.report import OFFLINE_MARGIN, print_and_record
 from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.offline import extract_policy
@@ -61,7 +62,7 @@ def main() -> int:
     for m in args.models:
         name, engine = f"rlfm {Path(m).parent.name}/{Path(m).name}", TorchEngine(m)
         if args.support:
-            for support in ("all", "tried", "bcq"):
+            for support in OFFLINE_SUPPORTS:
                 methods[f"{name} {support}"] = {"method": "rlfm", "engine": engine, "support": support}
         else:
             methods[name] = {"method": "rlfm", "engine": engine}

@@ -34,10 +34,10 @@ def test_layered_mdps_never_revisit_a_state_and_hide_their_reward_deep(seed):
     P, R = layered(rng, S, A)
     moves = (P.sum(axis=1) > 0) & ~np.eye(S, dtype=bool)
     assert np.all(np.diagonal(P, axis1=0, axis2=2)[:, moves.any(axis=1)] == 0)
-    reach = moves.astype(int)
+    paths = moves.astype(int)
     for _ in range(S):  # nilpotent: no path is longer than S steps, so no cycle
-        reach = reach @ moves
-    assert not reach.any()
+        paths = paths @ moves
+    assert not paths.any()
     first = np.flatnonzero(P[0].max(axis=0) > 0)  # from the start: left, right, stay
     assert first.size >= 2
     assert R[0].max() < R.max() and R.max() >= 0.5  # the prize is not at the start

@@ -129,22 +129,27 @@ def chain(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndar
     return P, R
 
 
+GRID_MOVES = ((0, 1), (1, 0), (0, -1), (-1, 0))
+
+
+def _grid_target(s: int, move: tuple[int, int], w: int, h: int) -> int:
+    """Cell s of a w x h grid (s = x * h + y) after ``move``; a move off the grid stays."""
+    x, y = divmod(s, h)
+    x2, y2 = x + move[0], y + move[1]
+    return x2 * h + y2 if 0 <= x2 < w and 0 <= y2 < h else s
+
+
 def grid(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
     w = int(rng.integers(1, int(np.sqrt(S)) + 1))
     h = S // w
     n = w * h
     slip = rng.uniform(0.0, 0.4)
-    moves = [(0, 1), (1, 0), (0, -1), (-1, 0), (0, 0)]
+    moves = [*GRID_MOVES, (0, 0)]
     P = np.zeros((S, A, S))
     R = np.zeros((S, A))
     goal = int(rng.integers(n))
     pits = set(rng.choice(n, size=int(rng.integers(0, max(1, n // 6) + 1)), replace=False).tolist())
     pits.discard(goal)
-
-    def target(s: int, m: tuple[int, int]) -> int:
-        x, y = divmod(s, h)
-        x2, y2 = x + m[0], y + m[1]
-        return x2 * h + y2 if 0 <= x2 < w and 0 <= y2 < h else s
 
     step_reward = rng.uniform(0.0, 0.05) if rng.random() < 0.3 else 0.0
     for s in range(S):
@@ -154,10 +159,10 @@ def grid(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarr
             continue
         for a in range(A):
             m = moves[a % len(moves)]
-            P[s, a, target(s, m)] += 1.0 - slip
+            P[s, a, _grid_target(s, m, w, h)] += 1.0 - slip
             perp = [moves[(a + 1) % 4], moves[(a + 3) % 4]] if a % 5 < 4 else [m, m]
             for p in perp:
-                P[s, a, target(s, p)] += slip / 2
+                P[s, a, _grid_target(s, p, w, h)] += slip / 2
             R[s, a] = step_reward
     return P, R
 
@@ -256,13 +261,10 @@ def reach(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndar
         w = int(rng.integers(1, int(np.sqrt(n)) + 1))
         h = n // w
         slip = rng.uniform(0.0, 0.5)
-        moves = [(0, 1), (1, 0), (0, -1), (-1, 0)]
         for s in range(n):
-            x, y = divmod(s, h)
             for a in range(A):
                 for k, p in ((a % 4, 1.0 - slip), ((a + 1) % 4, slip / 2), ((a + 3) % 4, slip / 2)):
-                    x2, y2 = x + moves[k][0], y + moves[k][1]
-                    P[s, a, x2 * h + y2 if 0 <= x2 < w and 0 <= y2 < h else s] += p
+                    P[s, a, _grid_target(s, GRID_MOVES[k], w, h)] += p
     else:  # Garnet-like: a few random successors per (s, a)
         b = int(rng.integers(1, min(n, 4) + 1))
         for s in range(n):

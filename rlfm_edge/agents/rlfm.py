@@ -67,6 +67,9 @@ def _cached_engine(backend: str, model, precision: str) -> PolicyEngine:
     return make_engine(backend, model, precision)
 
 
+OFFLINE_SUPPORTS = ("all", "tried", "bcq")  # offline_scores' support rules
+
+
 def offline_scores(data: OfflineData, horizon: int, engine: PolicyEngine | None = None,
                    backend: str = "auto", model=None, precision: str = "fp32",
                    support: str = "bcq", bcq_threshold: float = 0.3) -> np.ndarray:
@@ -85,7 +88,7 @@ def offline_scores(data: OfflineData, horizon: int, engine: PolicyEngine | None 
     85.7% / 87.4% with "tried" and 83.4% / 84.3% with "all": "bcq" gains 0.04-0.05 of V* on
     epsilon-optimal data (above VI-LCB there) and loses about 0.01 on uniform data.
     """
-    check_choice("support", support, ("all", "tried", "bcq"))
+    check_choice("support", support, OFFLINE_SUPPORTS)
     if not 0.0 <= bcq_threshold <= 1.0:
         raise ValueError(f"bcq_threshold: expected a value in [0, 1], got {bcq_threshold!r}")
     engine = engine if engine is not None else _cached_engine(backend, model, precision)
