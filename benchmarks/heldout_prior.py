@@ -39,7 +39,7 @@ def _engine(model: str | None) -> TorchEngine:
 def regrets(seed_base: int, k: int, prior: PriorConfig, episodes: int, agents: list[tuple[str, dict]]):
     """Prior MDP k (seed ``seed_base + k``): its family and each agent's regret / (V* x episodes).
 
-    An agent is (name, keyword arguments); "model" and "temperature" make an rlfm agent.
+    An agent is (name, keyword arguments); "model" makes an rlfm agent (its engine).
     Every agent runs with run seed k, so agents are compared on the same draws.
     """
     mdp = sample_mdp(np.random.default_rng(seed_base + k), prior)
@@ -51,11 +51,17 @@ def agent_regrets(mdp, k: int, episodes: int, agents: list[tuple[str, dict]]) ->
     best = optimal_value(mdp) * episodes
     out = {}
     for name, kw in agents:
-        if "model" in kw:
-            kw = {"engine": _engine(kw["model"]), "temperature": kw["temperature"]}
+        if "model" in kw:  # the rest (temperature, anneal_visits) go to the agent as they are
+            kw = {"engine": _engine(kw["model"])} | {k: v for k, v in kw.items() if k != "model"}
         returns = run_online(mdp, name.split()[0], episodes, seed=k, **kw)
         out[name] = (best - returns.sum()) / max(best, 1e-9)
     return out
+
+
+def _anneal(label: str) -> float | None:
+    """The anneal_visits of a temperature label "0.3" or "0.3 anneal=30"."""
+    _, _, visits = label.partition(" anneal=")
+    return float(visits) if visits else None
 
 
 def main() -> int:
@@ -68,6 +74,9 @@ def main() -> int:
     parser.add_argument("--s-max", type=int, default=30)
     parser.add_argument("--h-max", type=int, default=100)
     parser.add_argument("--temperatures", default="1.0,0.5,0.3")
+    parser.add_argument("--anneal", default="none",
+                        help="comma-separated anneal_visits of the rlfm agent, each run with every "
+                             "temperature; 'none' keeps the temperature fixed")
     parser.add_argument("--seed-base", type=int, default=10**7,
                         help="MDP k uses seed SEED_BASE + k; a second base gives a fresh split to "
                              "confirm a choice made on the first")
@@ -80,10 +89,12 @@ def main() -> int:
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    temperatures = args.temperatures.split(",")
+    temperatures = [f"{t}{'' if n == 'none' else f' anneal={n}'}"
+                    for n in args.anneal.split(",") for t in args.temperatures.split(",")]
     agents = [("psrl", {}), ("ucbvi", {})]
     for label, model in [("", args.model)] + [(f" ({m})", m) for m in args.compare]:
-        agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": float(t)})
+        agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": float(t.split()[0]),
+                                           "anneal_visits": _anneal(t)})
                    for t in temperatures]
     weights = {f: 1.0 for f in args.families} if args.families else PriorConfig().weights
     prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max, weights=weights)
@@ -105,6 +116,14 @@ def main() -> int:
         rows = [i for i, f in enumerate(families) if f == family]
         lines.append(f"| {family} | {len(rows)} | " + " | ".join(
             f"{np.mean([r[i] for i in rows]):.3f}" for r in regret.values()) + " |")
+    if len(temperatures) > 1:
+        first = f"rlfm T={temperatures[0]}"
+        lines += ["", f"Paired against {first}: mean of (regret - its regret) over the MDPs, +- "
+                  "its standard error (negative: lower regret).", "",
+                  "| agent | difference | standard error |", "|---|---|---|"]
+        for t in temperatures[1:]:
+            d = np.subtract(regret[f"rlfm T={t}"], regret[first])
+            lines.append(f"| rlfm T={t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} |")
     if args.compare:
         lines += ["", "Paired against the main model: mean of (regret - main model's regret) over "
                   "the MDPs, +- its standard error (negative: lower regret than the main model).",
@@ -115,6 +134,7 @@ def main() -> int:
                 lines.append(f"| {model} | {t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} |")
     body = "\n".join(lines)
     split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
+    split += "" if args.episodes == 100 else f", {args.episodes} episodes"
     print_and_record(body, args.record, f"Held-out prior MDPs ({sizes}{split})", __file__,
                      sys.argv[1:])
     return 0

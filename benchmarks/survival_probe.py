@@ -20,6 +20,7 @@ from heldout_prior import agent_regrets
 
 from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.bench.runner import run_jobs
+from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS
 from rlfm_edge.mdp import TabularMDP
 
 SEED_BASE = 9 * 10**7
@@ -65,7 +66,8 @@ def main() -> int:
     done = run_jobs(regrets, [(k, args.episodes, agents) for k in range(args.mdps)], args.workers,
                     True, "survival MDPs")
     names = list(done[0])
-    lines = [f"{args.mdps} MDPs, seeds {SEED_BASE} + k, {args.episodes} episodes each, rlfm at T=0.3; "
+    lines = [f"{args.mdps} MDPs, seeds {SEED_BASE} + k, {args.episodes} episodes each, rlfm at T=0.3 "
+             f"(anneal_visits {DEFAULT_ANNEAL_VISITS}); "
              "regret normalised by V*(mu0) x episodes; the last column counts the MDPs where the "
              "agent's regret is below UCB-VI's.", "",
              "| agent | mean | standard error | median | below UCB-VI |", "|---|---|---|---|---|"]

@@ -188,3 +188,41 @@ def test_psrl_samples_are_distributions():
     P, R = agent.sample_mdp()
     np.testing.assert_allclose(P.sum(axis=2), 1.0)
     assert np.all((R >= 0) & (R <= 1))
+
+
+# -- the rlfm agent's per-state temperature ---------------------------------------------------
+def test_state_temperatures_cool_with_visits_and_stay_fixed_without_annealing():
+    from rlfm_edge.inference.base import state_temperatures
+
+    visits = np.array([0, 30, 90, 3000])
+    assert state_temperatures(0.3, visits, None).ravel().tolist() == [0.3] * 4
+    cooled = state_temperatures(0.3, visits, 30.0).ravel()
+    assert cooled[0] == 0.3 and np.allclose(cooled[1:3], [0.3 / np.sqrt(2), 0.15])
+    assert np.all(np.diff(cooled) < 0) and cooled[-1] < 0.031
+
+
+def test_rlfm_annealing_samples_greedily_where_the_state_is_well_visited():
+    from rlfm_edge.agents.rlfm import RLFMAgent
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    def probabilities(anneal_visits):
+        agent = RLFMAgent(2, 3, 5, engine=PlanningEngine(), temperature=1.0,
+                          anneal_visits=anneal_visits)
+        for _ in range(400):  # state 0 well visited, state 1 never
+            for a, r in ((0, 0.2), (1, 0.5), (2, 0.4)):
+                agent.stats.update(0, a, r, 0)
+        agent._end_episode()
+        return np.diff(agent.cdf, prepend=0.0, axis=1)
+
+    fixed, cooled = probabilities(None), probabilities(1.0)  # T = 1 / sqrt(1 + 1200)
+    assert cooled[0].argmax() == 1 and cooled[0, 1] > fixed[0, 1] + 0.2 and cooled[0, 1] > 0.95
+    assert np.allclose(cooled[1], fixed[1])  # an unvisited state keeps the full temperature
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), "hot"])
+def test_rlfm_rejects_bad_anneal_visits(value):
+    from rlfm_edge.agents.rlfm import RLFMAgent
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    with pytest.raises(ValueError, match="anneal_visits"):
+        RLFMAgent(2, 2, 5, engine=PlanningEngine(), anneal_visits=value)

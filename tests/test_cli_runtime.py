@@ -28,7 +28,7 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     example = RobotConfig.load(EXAMPLE)
     demo = RobotConfig.from_dict(CARTPOLE_CONFIG)
     assert example.discretizer.to_config() == demo.discretizer.to_config()
-    for field in ("n_actions", "horizon", "terminal_state", "mode", "temperature",
+    for field in ("n_actions", "horizon", "terminal_state", "mode", "temperature", "anneal_visits",
                   "refresh_every", "control_period_s"):
         assert getattr(example, field) == getattr(demo, field), field
     assert example.n_states == 109 and str(example.stats_path).endswith("cartpole.npz")
@@ -42,6 +42,7 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
     ({"terminal_state": "yes"}, "terminal_state: expected true or false"),
     ({"temperature": -1}, "temperature: expected a number > 0"),
+    ({"anneal_visits": 0}, "anneal_visits: expected a number > 0"),
     ({"refresh_niceness": -1}, "refresh_niceness: expected an integer >= 0"),
     ({"refresh_niceness": 20}, r"refresh_niceness: expected an integer in \[0, 19\]"),
     ({"statistics": {"path": "s.npz", "every": 3}}, r"statistics: unknown field\(s\) \['every'\]"),
@@ -67,6 +68,17 @@ def test_robot_config_passes_the_refresh_niceness_to_the_agent():
     assert RobotConfig.from_dict(CARTPOLE_CONFIG).refresh_niceness == 10
     with cfg.make_agent(PlanningEngine()) as agent:
         assert agent.refresh_niceness == 5
+
+
+def test_robot_config_passes_anneal_visits_to_the_agent_and_null_keeps_the_temperature_fixed():
+    from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    assert RobotConfig.from_dict(CARTPOLE_CONFIG).anneal_visits == DEFAULT_ANNEAL_VISITS
+    assert RobotConfig.from_dict({**CARTPOLE_CONFIG, "anneal_visits": None}).anneal_visits is None
+    cfg = RobotConfig.from_dict({**CARTPOLE_CONFIG, "anneal_visits": 12, "statistics": None})
+    with cfg.make_agent(PlanningEngine()) as agent:
+        assert agent.anneal_visits == 12.0
 
 
 def test_robot_config_requires_the_sizes(tmp_path):

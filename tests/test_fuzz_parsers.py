@@ -243,7 +243,8 @@ def test_any_discretizer_config_builds_or_is_a_value_error(config):
 @FUZZ
 @given(config=st.dictionaries(st.one_of(st.sampled_from(
     ["discretizer", "n_actions", "horizon", "terminal_state", "mode", "temperature",
-     "refresh_every", "control_period_s", "safe_action", "seed", "statistics", "log"]), YAML_KEYS),
+     "anneal_visits", "refresh_every", "control_period_s", "safe_action", "seed", "statistics",
+     "log"]), YAML_KEYS),
     st.one_of(YAML_VALUES, DISC_CONFIG), max_size=12))
 def test_any_robot_config_builds_or_is_a_value_error(config):
     with contextlib.suppress(ValueError):

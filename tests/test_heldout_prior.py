@@ -31,3 +31,14 @@ def test_families_restricts_the_mdps_to_the_families_named():
     table = out[out.index("by prior family"):].splitlines()
     assert [line.split("|")[1:3] for line in table if line.startswith("| ") and "MDPs" not in line] == [
         [" survival ", " 3 "]]
+
+
+def test_anneal_runs_every_temperature_with_each_rule_and_pairs_them_with_the_first():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_prior.py"), "--mdps", "3",
+                          "--episodes", "3", "--s-max", "10", "--temperatures", "0.3",
+                          "--anneal", "none,30", "--workers", "1"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    means = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| rlfm")]
+    assert means[:2] == ["rlfm T=0.3", "rlfm T=0.3 anneal=30"]
+    paired = out[out.index("Paired against rlfm T=0.3:"):].splitlines()
+    assert any(line.startswith("| rlfm T=0.3 anneal=30 |") for line in paired)

@@ -349,3 +349,25 @@ def test_terminate_needs_a_terminal_state_and_a_finite_reward():
     with pytest.raises(ModelLimitError):
         OnlineAgent(_disc(), PlanningEngine(max_states=4), horizon=5, n_actions=2,
                     terminal_state=True)
+
+
+def test_annealing_makes_sampling_greedy_where_states_are_well_visited():
+    def best_action_share(anneal_visits):
+        with OnlineAgent(_disc(), PlanningEngine(bonus_scale=0.05), horizon=5, n_actions=2,
+                         temperature=1.0, anneal_visits=anneal_visits, seed=1) as agent:
+            _train_bandit(agent)  # about 70 visits per state; Q gap 1 between the actions
+            assert agent.wait_refreshed(agent.request_refresh(), timeout=10)
+            picks = []
+            for i in range(200):
+                agent.end_episode()
+                picks.append(agent.step(_obs(i % 4)))
+            return np.mean(np.equal(picks, 1))
+
+    assert best_action_share(None) < 0.9  # softmax(Q / 1): about 0.73
+    assert best_action_share(1.0) > 0.99  # T = 1 / sqrt(1 + ~70)
+
+
+@pytest.mark.parametrize("value", [0.0, -2.0, float("nan"), float("inf")])
+def test_bad_anneal_visits_is_rejected(value):
+    with pytest.raises(ValueError, match="anneal_visits"):
+        OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, anneal_visits=value)

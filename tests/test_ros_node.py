@@ -230,11 +230,12 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
 def test_invalid_parameters_are_rejected_at_set_time_with_the_reason(start_agent):
     client, _, _ = start_agent("backend:=planning")
     results = client.set_parameters(backend="cuda", precision="int4", temperature=0.0,
-                                    control_rate_hz=-5.0, observation_dim=0,
+                                    anneal_visits=-1.0, control_rate_hz=-5.0, observation_dim=0,
                                     joint_state_fields=["position", "torque"],
                                     action_command_table=[0.0, float("nan")],
                                     observation_reliability="sometimes")
-    for (ok, reason), word in zip(results, ("backend", "precision", "temperature", "control_rate_hz",
+    for (ok, reason), word in zip(results, ("backend", "precision", "temperature", "anneal_visits",
+                                            "control_rate_hz",
                                             "observation_dim", "joint_state_fields",
                                             "action_command_table", "observation_reliability"),
                                   strict=True):
@@ -242,7 +243,8 @@ def test_invalid_parameters_are_rejected_at_set_time_with_the_reason(start_agent
         assert word in reason or "range" in reason, reason
     ok, reason = client.set_parameters(horizon="long")[0]
     assert not ok and "type" in reason.lower()
-    assert client.set_parameters(temperature=0.5, action_mode="greedy") == [(True, ""), (True, "")]
+    assert client.set_parameters(temperature=0.5, action_mode="greedy", anneal_visits=30.0) == [
+        (True, ""), (True, ""), (True, "")]
     assert client.change_state("configure")  # the rejected values never took effect
 
 

@@ -32,6 +32,24 @@ def action_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.nda
     return p / p.sum(axis=-1, keepdims=True)
 
 
+DEFAULT_ANNEAL_VISITS: float | None = 30.0  # chosen on held-out prior MDPs (agents/rlfm.py)
+
+
+def state_temperatures(temperature: float, visits: np.ndarray, anneal_visits: float | None) -> np.ndarray:
+    """Per-state sampling temperatures (S, 1): ``temperature / sqrt(1 + N(s) / anneal_visits)``.
+
+    The model imitates a Boltzmann policy over Q*, which stays soft even when the
+    statistics leave no doubt, so sampling from it at a fixed temperature keeps paying for
+    exploration forever. Cooling each state as its visits N(s) grow makes the agent greedy
+    in the limit where the data has settled the choice, and keeps it exploring where it
+    has not. ``anneal_visits=None`` keeps the temperature fixed.
+    """
+    visits = np.asarray(visits, dtype=np.float64).reshape(-1, 1)
+    if anneal_visits is None:
+        return np.full_like(visits, float(temperature))
+    return temperature / np.sqrt(1.0 + visits / anneal_visits)
+
+
 class ModelLimitError(ValueError):
     """Statistics larger than the model was exported for."""
 

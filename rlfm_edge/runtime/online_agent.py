@@ -49,7 +49,13 @@ from math import isfinite
 import numpy as np
 
 from rlfm_edge.discretize import Discretizer
-from rlfm_edge.inference.base import ModelLimitError, PolicyEngine, action_probabilities
+from rlfm_edge.inference.base import (
+    DEFAULT_ANNEAL_VISITS,
+    ModelLimitError,
+    PolicyEngine,
+    action_probabilities,
+    state_temperatures,
+)
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.persistence import StatsPersistence
 from rlfm_edge.stats import CountStats
@@ -124,6 +130,8 @@ class OnlineAgent:
         horizon: the horizon passed to the engine.
         n_actions: size of the robot's discrete action space.
         mode: "sample" (draw from softmax(logits / temperature)) or "greedy" (argmax).
+        anneal_visits: cool each state's temperature as it is visited
+            (``state_temperatures``); None keeps it fixed.
         refresh_every: request a refresh after this many new transitions.
         deadline_s: the control tick; slower refreshes and steps are counted.
         safe_action: action before the first good policy; None = uniform random.
@@ -137,6 +145,7 @@ class OnlineAgent:
 
     def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
                  n_actions: int, *, mode: str = "sample", temperature: float = 0.3,
+                 anneal_visits: float | None = DEFAULT_ANNEAL_VISITS,
                  refresh_every: int = 10, refresh_on_new_pair: bool = True,
                  refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
                  safe_action: int | None = None, terminal_state: bool = False,
@@ -147,6 +156,8 @@ class OnlineAgent:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if not temperature > 0:
             raise ValueError(f"temperature: expected > 0, got {temperature!r}")
+        if anneal_visits is not None and not 0 < anneal_visits < math.inf:
+            raise ValueError(f"anneal_visits: expected None or a finite number > 0, got {anneal_visits!r}")
         for name, v in (("horizon", horizon), ("n_actions", n_actions),
                         ("refresh_every", refresh_every)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -181,6 +192,7 @@ class OnlineAgent:
         self.n_actions = int(n_actions)
         self.mode = mode
         self.temperature = float(temperature)
+        self.anneal_visits = None if anneal_visits is None else float(anneal_visits)
         self.refresh_every = int(refresh_every)
         self.refresh_on_new_pair = refresh_on_new_pair
         self.refresh_on_episode_end = refresh_on_episode_end
@@ -469,7 +481,7 @@ class OnlineAgent:
             if logits.shape != expected or not np.all(np.isfinite(logits)):
                 raise ValueError(f"engine returned logits of shape {logits.shape} (expected "
                                  f"{expected}) or with non-finite values")
-            policy = self._make_policy(logits, snapshot.version)
+            policy = self._make_policy(logits, snapshot)
         except Exception as exc:  # any engine failure: keep the last good policy
             self._c.refresh_failures += 1
             log.warning("policy refresh failed (%s: %s); keeping the last good policy",
@@ -485,9 +497,11 @@ class OnlineAgent:
                 self._flag_late()
             self._inflight_start = None
 
-    def _make_policy(self, logits: np.ndarray, version: int) -> _Policy:
-        cdf = np.cumsum(action_probabilities(logits, self.temperature), axis=1)
-        return _Policy(np.argmax(logits, axis=1).tolist(), cdf.tolist(), version)
+    def _make_policy(self, logits: np.ndarray, snapshot: CountStats) -> _Policy:
+        temperatures = state_temperatures(self.temperature, snapshot.n_sa.sum(axis=1),
+                                          self.anneal_visits)
+        cdf = np.cumsum(action_probabilities(logits, temperatures), axis=1)
+        return _Policy(np.argmax(logits, axis=1).tolist(), cdf.tolist(), snapshot.version)
 
     # -- shutdown --------------------------------------------------------------------------
     def close(self, save: bool = True) -> None:

@@ -10,6 +10,7 @@ horizon: 40            # the horizon given to the model (trained on 5..60)
 terminal_state: true   # episodes can end by failure (an absorbing state)
 mode: sample           # or greedy
 temperature: 0.3
+anneal_visits: 30      # cool a state's temperature as it is visited; null keeps it fixed
 refresh_every: 10
 refresh_niceness: 10   # the refresh thread's niceness above the control loop's (0..19)
 control_period_s: 0.01 # the robot's tick: refreshes/steps slower than this are counted
@@ -32,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from rlfm_edge.discretize import Discretizer, load_yaml
-from rlfm_edge.inference.base import PolicyEngine
+from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS, PolicyEngine
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.online_agent import OnlineAgent
 from rlfm_edge.runtime.persistence import StatsPersistence
@@ -40,8 +41,8 @@ from rlfm_edge.runtime.persistence import StatsPersistence
 CONFIG_VERSION = 1
 HORIZON_RANGE = (1, 256)
 _FIELDS = {"version", "discretizer", "n_actions", "horizon", "terminal_state", "mode",
-           "temperature", "refresh_every", "refresh_niceness", "control_period_s", "safe_action",
-           "seed", "statistics", "log"}
+           "temperature", "anneal_visits", "refresh_every", "refresh_niceness",
+           "control_period_s", "safe_action", "seed", "statistics", "log"}
 _STATS_FIELDS = {"path", "save_every_s", "save_every_steps"}
 
 
@@ -53,6 +54,7 @@ class RobotConfig:
     terminal_state: bool = False
     mode: str = "sample"
     temperature: float = 0.3
+    anneal_visits: float | None = DEFAULT_ANNEAL_VISITS
     refresh_every: int = 10
     refresh_niceness: int = 10
     control_period_s: float = 0.01
@@ -95,6 +97,7 @@ class RobotConfig:
             terminal_state=_bool(source, raw, "terminal_state", False),
             mode=raw.get("mode", "sample"),
             temperature=_float(source, raw, "temperature", 0.3),
+            anneal_visits=_optional_float(source, raw, "anneal_visits", DEFAULT_ANNEAL_VISITS),
             refresh_every=_int(source, raw, "refresh_every", 1, default=10),
             refresh_niceness=_int(source, raw, "refresh_niceness", 0, default=10),
             control_period_s=_float(source, raw, "control_period_s", 0.01),
@@ -143,6 +146,7 @@ class RobotConfig:
         try:
             return OnlineAgent(self.discretizer, engine, self.horizon, self.n_actions,
                                mode=self.mode, temperature=self.temperature,
+                               anneal_visits=self.anneal_visits,
                                refresh_every=self.refresh_every,
                                refresh_niceness=self.refresh_niceness,
                                deadline_s=self.control_period_s, safe_action=self.safe_action,
@@ -168,8 +172,8 @@ def _float(source: str, raw: dict, key: str, default: float) -> float:
     return float(value)
 
 
-def _optional_float(source: str, raw: dict, key: str, default: float) -> float | None:
-    if key in raw and raw[key] is None:
+def _optional_float(source: str, raw: dict, key: str, default: float | None) -> float | None:
+    if raw.get(key, default) is None:
         return None
     return _float(source, raw, key, default)
 

@@ -45,6 +45,7 @@ from std_srvs.srv import Trigger
 
 from rlfm_edge.discretize import Discretizer
 from rlfm_edge.inference import make_engine
+from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS
 from rlfm_edge.runtime import InvalidObservation, OnlineAgent, StatsPersistence
 from rlfm_edge.runtime.online_agent import MODES
 from rlfm_edge_ros.executor import spin
@@ -84,6 +85,8 @@ PARAMETERS: dict[str, tuple] = {
                            JOINT_STATE_FIELDS),
     "action_mode": ("sample", "sample from the policy (explores) or act greedily", MODES),
     "temperature": (0.3, "softmax temperature of the sampled policy", (1e-3, 1e3)),
+    "anneal_visits": (float(DEFAULT_ANNEAL_VISITS or 0.0), "cool a state's temperature as "
+                      "temperature / sqrt(1 + visits / anneal_visits); 0 = fixed", (0.0, 1e9)),
     "horizon": (20, "episode horizon given to the policy engine", (1, 100000)),
     "n_actions": (4, "size of the discrete action space", (1, 1024)),
     "safe_action": (-1, "action before the first policy exists; -1 = uniform random",
@@ -254,7 +257,8 @@ class AgentNode(LifecycleNode):
         safe = p("safe_action")
         return OnlineAgent(
             discretizer, engine, p("horizon"), p("n_actions"), mode=p("action_mode"),
-            temperature=p("temperature"), refresh_every=p("refresh_every"),
+            temperature=p("temperature"), anneal_visits=p("anneal_visits") or None,
+            refresh_every=p("refresh_every"),
             refresh_niceness=p("refresh_niceness"), deadline_s=1.0 / p("control_rate_hz"),
             safe_action=None if safe < 0 else safe, seed=p("seed"), stats=stats,
             persistence=persistence)
