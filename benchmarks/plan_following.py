@@ -14,7 +14,9 @@ apart from the diagnostic's): "rlfm ... all" lets the model pick any action, "rl
 tried" only actions in the data, "rlfm ... bcq" only actions the data took at least 0.3
 times as often as the state's most taken one (see rlfm_edge.agents.rlfm.offline_scores), and the table
 counts the cells (MDP, data, size) where a method is within OFFLINE_MARGIN (0.02) of VI-LCB,
-the offline target's criterion.
+the offline target's criterion. ``--stationary`` adds the default rule with the first
+step's policy at every step ("rlfm ... stationary", per_step=False), the way the method
+worked before it read the model at each step's steps left.
 
     python benchmarks/plan_following.py --models rlfm_edge/models/default runs/x/model --record
 """
@@ -54,6 +56,9 @@ def main() -> int:
     parser.add_argument("--support", action="store_true",
                         help="run each model on all actions, on the data's, and on discrete BCQ's "
                              "(support='all', 'tried', 'bcq')")
+    parser.add_argument("--stationary", action="store_true",
+                        help="also run each model's default rule with the first step's policy at "
+                             "every step (per_step=False)")
     parser.add_argument("--s-max", type=int, default=80)
     parser.add_argument("--seed-base", type=int, default=3 * 10**7)
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
@@ -66,6 +71,8 @@ def main() -> int:
                 methods[f"{name} {support}"] = {"method": "rlfm", "engine": engine, "support": support}
         else:
             methods[name] = {"method": "rlfm", "engine": engine}
+        if args.stationary:
+            methods[f"{name} stationary"] = {"method": "rlfm", "engine": engine, "per_step": False}
     methods |= {"vi (plan on R̂, P̂)": {"method": "vi"}, "vi_lcb": {"method": "vi_lcb"}}
     behaviours = ("uniform", f"eps_optimal:{EPSILON}")
     cells = [(b, n) for b in behaviours for n in args.episodes]
@@ -103,7 +110,7 @@ def main() -> int:
         lines.append(f"| {name} | {ok.sum()} / {ok.size} | {ok.mean():.1%} |")
     body = "\n".join(lines)
     title = "Plan following: offline, held-out prior MDPs"
-    if args.episodes != [200] or args.support:
+    if args.episodes != [200] or args.support or args.stationary:
         title = f"Offline on held-out prior MDPs ({sizes} episodes, seeds {args.seed_base} + k)"
     print_and_record(body, args.record, title, __file__, sys.argv[1:])
     return 0

@@ -176,3 +176,17 @@ def test_rlfm_bcq_support_keeps_only_actions_the_behaviour_took_often_enough():
     assert strict[0, 1] == stricter[0, 1] == 2  # state 1: nothing tried, the model decides
     with pytest.raises(ValueError, match="bcq_threshold"):
         extract_policy(data, 2, 3, 1, "rlfm", engine=engine, support="bcq", bcq_threshold=1.5)
+
+
+def test_rlfm_per_step_reads_the_model_at_the_steps_left():
+    pytest.importorskip("torch")
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    # State 0: action 0 pays 0.2 and stays, action 1 pays 0 and moves to state 1, which pays
+    # 1 every step: moving on is best while 2 or more steps are left, the 0.2 on the last one.
+    data = [(0, 0, 0.2, 0)] * 5 + [(0, 1, 0.0, 1)] * 5 + [(1, 0, 1.0, 1)] * 5 + [(1, 1, 1.0, 1)] * 5
+    engine = PlanningEngine(bonus_scale=0.0)  # logits: Q of the empirical MDP for the steps left
+    stationary = extract_policy(data, 2, 2, 4, "rlfm", engine=engine, per_step=False)
+    per_step = extract_policy(data, 2, 2, 4, "rlfm", engine=engine)  # the default
+    assert stationary[:, 0].tolist() == [1, 1, 1, 1]  # the first step's choice, every step
+    assert per_step[:, 0].tolist() == [1, 1, 1, 0]
