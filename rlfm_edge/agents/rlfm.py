@@ -15,7 +15,8 @@ anneal_visits 10 / 30 / 100 (seeds 10^7 + k), confirmed on seeds 2 x 10^7 + k: 0
 0.080 (-0.022 +- 0.008, paired).
 
 Offline (``extract_policy(..., method="rlfm")``) the same logits read off the dataset's
-statistics are the scores, and the policy is their argmax.
+statistics, once per step at that step's steps left, are the scores, and the policy is their
+argmax over the actions the data supports (``offline_scores``).
 """
 
 from __future__ import annotations
