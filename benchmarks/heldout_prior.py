@@ -58,12 +58,6 @@ def agent_regrets(mdp, k: int, episodes: int, agents: list[tuple[str, dict]]) ->
     return out
 
 
-def _anneal(label: str) -> float | None:
-    """The anneal_visits of a temperature label "0.3" or "0.3 anneal=30"."""
-    _, _, visits = label.partition(" anneal=")
-    return float(visits) if visits else None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the shipped one)")
@@ -89,13 +83,15 @@ def main() -> int:
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    temperatures = [f"{t}{'' if n == 'none' else f' anneal={n}'}"
-                    for n in args.anneal.split(",") for t in args.temperatures.split(",")]
+    # label ("0.3" or "0.3 anneal=30") -> the rlfm agent's temperature and anneal_visits
+    rules = {f"{t}{'' if n == 'none' else f' anneal={n}'}": (float(t), None if n == "none" else float(n))
+             for n in args.anneal.split(",") for t in args.temperatures.split(",")}
+    temperatures = list(rules)
     agents = [("psrl", {}), ("ucbvi", {})]
     for label, model in [("", args.model)] + [(f" ({m})", m) for m in args.compare]:
-        agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": float(t.split()[0]),
-                                           "anneal_visits": _anneal(t)})
-                   for t in temperatures]
+        agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": temperature,
+                                           "anneal_visits": anneal_visits})
+                   for t, (temperature, anneal_visits) in rules.items()]
     weights = {f: 1.0 for f in args.families} if args.families else PriorConfig().weights
     prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max, weights=weights)
     done = run_jobs(regrets, [(args.seed_base, k, prior, args.episodes, agents)

@@ -48,6 +48,7 @@ from math import isfinite
 
 import numpy as np
 
+from rlfm_edge.agents.base import check_positive_float
 from rlfm_edge.discretize import Discretizer
 from rlfm_edge.inference.base import (
     DEFAULT_ANNEAL_VISITS,
@@ -156,8 +157,6 @@ class OnlineAgent:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if not temperature > 0:
             raise ValueError(f"temperature: expected > 0, got {temperature!r}")
-        if anneal_visits is not None and not 0 < anneal_visits < math.inf:
-            raise ValueError(f"anneal_visits: expected None or a finite number > 0, got {anneal_visits!r}")
         for name, v in (("horizon", horizon), ("n_actions", n_actions),
                         ("refresh_every", refresh_every)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -192,7 +191,8 @@ class OnlineAgent:
         self.n_actions = int(n_actions)
         self.mode = mode
         self.temperature = float(temperature)
-        self.anneal_visits = None if anneal_visits is None else float(anneal_visits)
+        self.anneal_visits = (None if anneal_visits is None
+                              else check_positive_float("anneal_visits", anneal_visits))
         self.refresh_every = int(refresh_every)
         self.refresh_on_new_pair = refresh_on_new_pair
         self.refresh_on_episode_end = refresh_on_episode_end
