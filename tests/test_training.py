@@ -11,7 +11,7 @@ pytest.importorskip("torch_geometric")
 from rlfm_edge.mdp import TabularMDP  # noqa: E402
 from rlfm_edge.planning import value_iteration  # noqa: E402
 from training.data import BEHAVIOURS, DataConfig, collect, load_shard, make_example, save_shard  # noqa: E402
-from training.prior import FAMILIES, PriorConfig, layered, reach, sample_mdp  # noqa: E402
+from training.prior import FAMILIES, PriorConfig, layered, lure, reach, sample_mdp  # noqa: E402
 from training.rollout import rollout  # noqa: E402
 
 
@@ -68,6 +68,27 @@ def test_reach_rewards_stay_in_the_unit_interval_with_a_step_reward_and_a_certai
         assert R.min() >= 0.0 and R.max() <= 1.0, seed
 
 
+def test_lure_mdps_tempt_at_the_start_and_pay_most_at_the_far_end():
+    """Before the action permutation, action 0 goes forward and action 1 cashes out: at the
+    start the lure pays more than going forward, the largest reward is forward at the far
+    end, and whether the trip is worth it depends on the MDP: with one step left a lure is
+    always best, with a long horizon forward wins in some lines and the lure in others."""
+    first_moves = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        S, A = int(rng.integers(3, 12)), int(rng.integers(2, 6))
+        P, R = lure(rng, S, A)
+        assert R.min() >= 0.0 and R.max() <= 1.0
+        assert R[0, 1:].max() > R[0, 0]
+        assert R[S - 1, 0] == R.max() > R[: S - 1].max()
+        assert np.all(P[:, 1, 0] > 0)  # action 1 sends the agent back to the start
+        Q_short, _ = value_iteration(TabularMDP(P, R, np.eye(S)[0], 1))
+        assert Q_short[0][0].argmax() != 0
+        Q_long, _ = value_iteration(TabularMDP(P, R, np.eye(S)[0], 100 * S))
+        first_moves.add("forward" if Q_long[0][0].argmax() == 0 else "lure")
+    assert first_moves == {"forward", "lure"}
+
+
 def test_prior_is_reproducible_from_its_seed():
     a = sample_mdp(np.random.default_rng(7))
     b = sample_mdp(np.random.default_rng(7))
@@ -90,8 +111,9 @@ def test_rollout_counts_exactly_episodes_times_horizon_transitions():
     assert np.all(mdp.P[stats.n_sas > 0] > 0)
 
 
-@pytest.mark.parametrize("behaviour, refresh", [(b, "rounds") for b in BEHAVIOURS] + [("model", "doubling")])
-def test_behaviours_collect_the_requested_number_of_episodes(behaviour, refresh, tmp_path):
+@pytest.mark.parametrize("behaviour, refresh, anneal", [(b, "rounds", None) for b in BEHAVIOURS]
+                         + [("model", "doubling", None), ("model", "doubling", 30.0)])
+def test_behaviours_collect_the_requested_number_of_episodes(behaviour, refresh, anneal, tmp_path):
     from rlfm_edge.model import ModelConfig
     from rlfm_edge.model.gat import PolicyGAT
     from rlfm_edge.model.io import save_model
@@ -99,7 +121,8 @@ def test_behaviours_collect_the_requested_number_of_episodes(behaviour, refresh,
     save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1)), tmp_path / "m")
     mdp = sample_mdp(np.random.default_rng(5))
     Q, _ = value_iteration(mdp)
-    cfg = DataConfig(model_dir=str(tmp_path / "m"), model_temperature=0.3, model_refresh=refresh)
+    cfg = DataConfig(model_dir=str(tmp_path / "m"), model_temperature=0.3, model_refresh=refresh,
+                     model_anneal_visits=anneal)
     for episodes in (12, 1, 0):
         stats = collect(mdp, Q, behaviour, episodes, np.random.default_rng(1), cfg)
         assert stats.n_transitions == episodes * mdp.horizon
@@ -108,6 +131,12 @@ def test_behaviours_collect_the_requested_number_of_episodes(behaviour, refresh,
 def test_the_model_behaviour_needs_a_model_directory():
     with pytest.raises(ValueError, match="model_dir"):
         DataConfig(behaviour_weights=(0, 0, 0, 0, 1))
+
+
+@pytest.mark.parametrize("anneal", [0.0, -5.0])
+def test_model_anneal_visits_must_be_positive(anneal):
+    with pytest.raises(ValueError, match="model_anneal_visits"):
+        DataConfig(model_anneal_visits=anneal)
 
 
 def test_examples_are_deterministic_and_survive_a_shard_round_trip(tmp_path):

@@ -7,7 +7,8 @@ For each MDP drawn from the prior, a behaviour collects K episodes of experience
                 episodes), the kind of data an efficient online explorer collects;
 - mixed:        a uniform first part followed by an eps_optimal part;
 - model:        the current model itself, sampling actions from softmax(logits /
-                ``model_temperature``) and re-reading the policy a few times (DAgger-style
+                ``model_temperature``, cooled per state by ``model_anneal_visits`` as the
+                deployed agent does) and re-reading the policy a few times (DAgger-style
                 rounds): the data the deployed agent will really see. Needs ``model_dir``.
                 ``model_refresh`` "rounds" re-reads it 2-7 times at equal intervals;
                 "doubling" after episodes 1, 2, 4, 8, ..., closer to the deployed agent,
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rlfm_edge.inference.base import action_probabilities
+from rlfm_edge.inference.base import action_probabilities, state_temperatures
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import GraphFeatures, base_features, horizon_of, with_plan_features
 from rlfm_edge.planning import backward_induction, value_iteration
@@ -51,6 +52,7 @@ class DataConfig:
     model_dir: str = ""  # the model that the "model" behaviour runs
     model_temperature: float = 1.0
     model_refresh: str = "rounds"  # or "doubling"
+    model_anneal_visits: float | None = None  # cool per state as deployed (None: fixed temperature)
 
     def __post_init__(self) -> None:
         w = np.asarray(self.behaviour_weights, dtype=float)
@@ -61,6 +63,9 @@ class DataConfig:
             raise ValueError("data.model_dir: the 'model' behaviour needs a model directory")
         if not self.model_temperature > 0:
             raise ValueError(f"data.model_temperature: expected > 0, got {self.model_temperature!r}")
+        if self.model_anneal_visits is not None and not self.model_anneal_visits > 0:
+            raise ValueError(f"data.model_anneal_visits: expected > 0 or null, got "
+                             f"{self.model_anneal_visits!r}")
         if self.model_refresh not in ("rounds", "doubling"):
             raise ValueError(f"data.model_refresh: expected 'rounds' or 'doubling', got "
                              f"{self.model_refresh!r}")
@@ -118,7 +123,9 @@ def _model_rounds(mdp: TabularMDP, episodes: int, rng: np.random.Generator,
     for n in sizes:
         if not n:
             continue
-        p = action_probabilities(policy(stats, mdp.horizon), cfg.model_temperature)
+        temperature = state_temperatures(cfg.model_temperature, stats.n_sa.sum(axis=1),
+                                         cfg.model_anneal_visits)
+        p = action_probabilities(policy(stats, mdp.horizon), temperature)
         rollout(mdp, np.broadcast_to(p, (mdp.horizon, *p.shape)), int(n), rng, stats)
     return stats
 

@@ -45,6 +45,14 @@ Families (weights in PriorConfig.weights):
            (a fraction U[0, 0.2] of the cells) that lead to the same end, and sometimes a tiny
            reward U[0, 0.005] per step on the way. Elsewhere in the prior a prize, once
            reached, pays every step. Outside the default weights, like survival.
+- lure:    a chain with a lure (NChain, Strens 2000): one "forward" action moves up the
+           line (succeeding w.p. U[0.6, 1], else staying) and pays a prize U[0.5, 1] per
+           step only at the far end; every other action "cashes out": a small reward (up to
+           U[0.05, 0.5] of the prize) and back to the start, paid everywhere (70%) or only
+           in the first third of the line, or steps back one state unpaid. With probability
+           slip (U[0, 0.3] in 70% of the MDPs) another action than the chosen one is
+           executed. Whether the prize is worth the trip depends on H and the line's length.
+           Outside the default weights, like survival.
 """
 
 from __future__ import annotations
@@ -283,9 +291,37 @@ def reach(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndar
     return P, R
 
 
+def lure(rng: np.random.Generator, S: int, A: int) -> tuple[np.ndarray, np.ndarray]:
+    prize = rng.uniform(0.5, 1.0)
+    lure_max = prize * rng.uniform(0.05, 0.5)
+    p_fwd = rng.uniform(0.6, 1.0)
+    slip = rng.uniform(0.0, 0.3) if rng.random() < 0.7 else 0.0
+    paid = S if rng.random() < 0.7 else max(1, S // 3)  # the lure pays in states [0, paid)
+    cash = np.ones(A, bool)
+    cash[0] = False  # action 0 goes forward, action 1 always cashes out
+    cash[2:] = rng.random(A - 2) < 0.5
+    # What each action does when it is the one executed.
+    P_exec = np.zeros((S, A, S))
+    R_exec = np.zeros((S, A))
+    for s in range(S):
+        P_exec[s, 0, min(s + 1, S - 1)] += p_fwd
+        P_exec[s, 0, s] += 1.0 - p_fwd
+        for a in range(1, A):
+            P_exec[s, a, 0 if cash[a] else max(s - 1, 0)] = 1.0
+            if cash[a] and s < paid:
+                R_exec[s, a] = lure_max * rng.uniform(0.3, 1.0)
+    R_exec[S - 1, 0] = prize
+    # Chosen -> executed: the chosen action w.p. 1 - slip, else one of the others uniformly.
+    executed = np.full((A, A), slip / (A - 1))
+    np.fill_diagonal(executed, 1.0 - slip)
+    P = np.einsum("ab,sbt->sat", executed, P_exec)
+    R = R_exec @ executed.T
+    return P, R
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]] = {
     "garnet": garnet, "dense": dense, "chain": chain, "grid": grid, "bandit": bandit, "lock": lock,
-    "survival": survival, "layered": layered, "reach": reach,
+    "survival": survival, "layered": layered, "reach": reach, "lure": lure,
 }
 
 
