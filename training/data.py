@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from rlfm_edge.agents.base import check_positive_float
 from rlfm_edge.inference.base import action_probabilities, state_temperatures
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import GraphFeatures, base_features, horizon_of, with_plan_features
@@ -63,9 +64,8 @@ class DataConfig:
             raise ValueError("data.model_dir: the 'model' behaviour needs a model directory")
         if not self.model_temperature > 0:
             raise ValueError(f"data.model_temperature: expected > 0, got {self.model_temperature!r}")
-        if self.model_anneal_visits is not None and not self.model_anneal_visits > 0:
-            raise ValueError(f"data.model_anneal_visits: expected > 0 or null, got "
-                             f"{self.model_anneal_visits!r}")
+        if self.model_anneal_visits is not None:  # the same rule as the deployed agents'
+            check_positive_float("data.model_anneal_visits", self.model_anneal_visits)
         if self.model_refresh not in ("rounds", "doubling"):
             raise ValueError(f"data.model_refresh: expected 'rounds' or 'doubling', got "
                              f"{self.model_refresh!r}")
