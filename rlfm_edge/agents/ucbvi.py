@@ -20,10 +20,9 @@ current episode k (an anytime T: the agent does not know the number of episodes)
 * ``bonus="bernstein"`` (UCBVI-BF, Algorithm 4): the empirical-Bernstein part of the
   paper's bonus, b = c (sqrt(8 L Var_{P̂}(V_{h+1}) / N) + 14 (H - h) L / (3 N)). The
   paper's third term, sqrt(8 sum_y P̂(y) min(100^2 H^3 S^2 A L^2 / N'_{h+1}(y), H^2) / N)
-  (constant as recalled, verify),
-  corrects for V_{h+1} being an estimate; it stays at its cap H sqrt(8 / N) for any
-  realistic N and is left out, as in practical versions (rlberry uses a "simplified
-  Bernstein" bonus of the same shape).
+  (Algorithm 4; N'_{h+1}(y) the visits to y at step h + 1), corrects for V_{h+1} being
+  an estimate; it stays at its cap H sqrt(8 / N) for any realistic N and is left out, as
+  in practical versions (rlberry uses a "simplified Bernstein" bonus of the same shape).
 
 The reward is estimated (the paper assumes it known): the same bonus covers it, since
 one step's reward is part of the (H - h)-range return the bonus bounds.
