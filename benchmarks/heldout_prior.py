@@ -11,6 +11,8 @@ which says where the prior or the model needs work without looking at a public b
 With ``--compare``, other models run on the same MDPs and seeds, and a third table gives
 each one's regret minus the main model's with its standard error over MDPs (paired), which
 says whether a difference between two candidates is larger than the split's noise.
+``--compare-engines`` does the same for the main model on other backends and precisions
+(``onnxruntime:int8``: what INT8 costs in regret, against torch fp32).
 """
 
 from __future__ import annotations
@@ -25,21 +27,24 @@ import torch
 from rlfm_edge.bench import run_online
 from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.bench.runner import run_jobs
-from rlfm_edge.inference.torch_backend import TorchEngine
+from rlfm_edge.inference import PolicyEngine, make_engine
 from rlfm_edge.planning import optimal_value
 from training.prior import PriorConfig, sample_mdp
 
 
 @cache
-def _engine(model: str | None) -> TorchEngine:
-    """One engine per model and worker process (loading one costs more than a short run)."""
-    return TorchEngine(model)
+def _engine(model: str | None, engine: str = "torch:fp32") -> PolicyEngine:
+    """One engine per model, backend:precision and worker process (loading one costs more
+    than a short run)."""
+    backend, precision = engine.split(":")
+    return make_engine(backend, model, precision)
 
 
 def regrets(seed_base: int, k: int, prior: PriorConfig, episodes: int, agents: list[tuple[str, dict]]):
     """Prior MDP k (seed ``seed_base + k``): its family and each agent's regret / (V* x episodes).
 
-    An agent is (name, keyword arguments); "model" makes an rlfm agent (its engine).
+    An agent is (name, keyword arguments); "model" (and "engine", backend:precision) makes
+    an rlfm agent's engine.
     Every agent runs with run seed k, so agents are compared on the same draws.
     """
     mdp = sample_mdp(np.random.default_rng(seed_base + k), prior)
@@ -52,7 +57,8 @@ def agent_regrets(mdp, k: int, episodes: int, agents: list[tuple[str, dict]]) ->
     out = {}
     for name, kw in agents:
         if "model" in kw:  # the rest (temperature, anneal_visits) go to the agent as they are
-            kw = {"engine": _engine(kw["model"])} | {k: v for k, v in kw.items() if k != "model"}
+            rest = {k: v for k, v in kw.items() if k not in ("model", "engine")}
+            kw = {"engine": _engine(kw["model"], kw.get("engine", "torch:fp32"))} | rest
         returns = run_online(mdp, name.split()[0], episodes, seed=k, **kw)
         out[name] = (best - returns.sum()) / max(best, 1e-9)
     return out
@@ -79,6 +85,9 @@ def main() -> int:
                              "own weights); e.g. survival, which the default weights leave out")
     parser.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                         help="other model directories, run on the same MDPs and seeds")
+    parser.add_argument("--compare-engines", nargs="+", default=[], metavar="BACKEND:PRECISION",
+                        help="the main model on other engines (e.g. onnxruntime:int8), run on the "
+                             "same MDPs and seeds; the main runs are torch:fp32")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
@@ -88,8 +97,14 @@ def main() -> int:
              for n in args.anneal.split(",") for t in args.temperatures.split(",")}
     temperatures = list(rules)
     agents = [("psrl", {}), ("ucbvi", {})]
-    for label, model in [("", args.model)] + [(f" ({m})", m) for m in args.compare]:
-        agents += [(f"rlfm T={t}{label}", {"model": model, "temperature": temperature,
+    for e in args.compare_engines:
+        if e.count(":") != 1:
+            parser.error(f"--compare-engines: expected BACKEND:PRECISION, got {e!r}")
+    # label -> the rlfm engine: model directory and backend:precision
+    engines = {"": (args.model, "torch:fp32")} | {f" ({m})": (m, "torch:fp32") for m in args.compare}
+    engines |= {f" ({e})": (args.model, e) for e in args.compare_engines}
+    for label, (model, engine) in engines.items():
+        agents += [(f"rlfm T={t}{label}", {"model": model, "engine": engine, "temperature": temperature,
                                            "anneal_visits": anneal_visits})
                    for t, (temperature, anneal_visits) in rules.items()]
     weights = {f: 1.0 for f in args.families} if args.families else PriorConfig().weights
@@ -120,14 +135,18 @@ def main() -> int:
         for t in temperatures[1:]:
             d = np.subtract(regret[f"rlfm T={t}"], regret[first])
             lines.append(f"| rlfm T={t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} |")
-    if args.compare:
+    if len(engines) > 1:
         lines += ["", "Paired against the main model: mean of (regret - main model's regret) over "
-                  "the MDPs, +- its standard error (negative: lower regret than the main model).",
-                  "", "| model | temperature | difference | standard error |", "|---|---|---|---|"]
-        for model in args.compare:
+                  "the MDPs, +- its standard error (negative: lower regret than the main model); "
+                  "relative: that mean over the main model's mean regret.",
+                  "", "| model or engine | temperature | difference | standard error | relative |",
+                  "|---|---|---|---|---|"]
+        for other in [*args.compare, *args.compare_engines]:
             for t in temperatures:
-                d = np.subtract(regret[f"rlfm T={t} ({model})"], regret[f"rlfm T={t}"])
-                lines.append(f"| {model} | {t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} |")
+                d = np.subtract(regret[f"rlfm T={t} ({other})"], regret[f"rlfm T={t}"])
+                relative = d.mean() / max(np.mean(regret[f"rlfm T={t}"]), 1e-9)
+                lines.append(f"| {other} | {t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} "
+                             f"| {relative:+.1%} |")
     body = "\n".join(lines)
     split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
     split += "" if args.episodes == 100 else f", {args.episodes} episodes"

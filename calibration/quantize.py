@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rlfm_edge.atomic import atomic_write_bytes
+from rlfm_edge.inference.base import DEFAULT_TEMPERATURE, action_probabilities
 from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
 from rlfm_edge.model.io import sha256_file
 
@@ -114,17 +115,20 @@ def float_linear_nodes(graph) -> list[str]:
     return [n.name for n in linear if n.name in keep]
 
 
-def greedy_agreement(reference, other, feats, clear_gap: float = 0.05) -> dict:
+def greedy_agreement(reference, other, feats, clear_gap: float = 0.05,
+                     temperature: float = DEFAULT_TEMPERATURE) -> dict:
     """How often ``other``'s greedy action is ``reference``'s, over the visited states of ``feats``.
 
     Both are engines of one model with ``run_padded`` (ONNX Runtime, torch, TensorRT), e.g.
     FP32 and INT8. Also counted apart: states where the reference's top-2 logits differ by
     at least ``clear_gap`` (near-ties flip under any noise); ``max_abs_diff`` is the largest
-    logit difference on a visited state.
+    logit difference on a visited state. The agent samples rather than takes the argmax, so
+    ``mean_tv`` is what it feels: the total-variation distance between the two action
+    distributions at ``temperature`` (the agent's before annealing), averaged over the visited states.
     """
     from calibration.calibset import calibration_inputs
 
-    out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0, "max_abs_diff": 0.0}
+    out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0, "max_abs_diff": 0.0, "tv_sum": 0.0}
     for g, x in zip(feats, calibration_inputs(feats, reference.max_states, reference.max_actions,
                                               reference.max_successors), strict=True):
         la = reference.run_padded(x)[0, :g.n_states, :g.n_actions]
@@ -133,9 +137,13 @@ def greedy_agreement(reference, other, feats, clear_gap: float = 0.05) -> dict:
         top2 = np.sort(la, axis=1)[:, -2:]
         visited = g.state_x[:, 2] > 0
         clear = visited & (top2[:, 1] - top2[:, 0] >= clear_gap)
+        pa, pb = action_probabilities(la, temperature), action_probabilities(lb, temperature)
+        tv = 0.5 * np.abs(pa - pb).sum(1)
         out["agree"] += int(same[visited].sum())
         out["total"] += int(visited.sum())
         out["clear_agree"] += int(same[clear].sum())
         out["clear_total"] += int(clear.sum())
+        out["tv_sum"] += float(tv[visited].sum())
         out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(la - lb)[visited].max(initial=0.0)))
+    out["mean_tv"] = out.pop("tv_sum") / max(out["total"], 1)
     return out

@@ -1,4 +1,4 @@
-"""benchmarks/heldout_prior.py: a smoke run, and its paired comparison of two models."""
+"""benchmarks/heldout_prior.py: a smoke run, and its paired comparison of two models or engines."""
 
 from __future__ import annotations
 
@@ -42,3 +42,15 @@ def test_anneal_runs_every_temperature_with_each_rule_and_pairs_them_with_the_fi
     assert means[:2] == ["rlfm T=0.3", "rlfm T=0.3 anneal=30"]
     paired = out[out.index("Paired against rlfm T=0.3:"):].splitlines()
     assert any(line.startswith("| rlfm T=0.3 anneal=30 |") for line in paired)
+
+
+def test_the_model_on_onnx_runtime_fp32_pairs_with_torch_to_zero_and_a_bad_engine_is_refused():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "heldout_prior.py"), "--mdps", "3", "--episodes", "5",
+           "--s-max", "10", "--temperatures", "0.3", "--workers", "1"]
+    out = subprocess.run(cmd + ["--compare-engines", "onnxruntime:fp32"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    paired = next(line for line in out.splitlines() if line.startswith("| onnxruntime:fp32 | 0.3"))
+    # the same weights to ~1e-6 and the same seeds: the same sampled actions
+    assert [c.strip() for c in paired.split("|")[3:6]] == ["+0.000", "0.000", "+0.0%"]
+    bad = subprocess.run(cmd + ["--compare-engines", "int8"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "expected BACKEND:PRECISION, got 'int8'" in bad.stderr

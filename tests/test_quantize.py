@@ -107,7 +107,8 @@ def test_int8_policy_logits_stay_close_to_fp32(quantized):
 def test_shipped_int8_model_agrees_with_fp32_where_fp32_has_a_clear_preference():
     """Greedy INT8 actions match FP32 on >= 99% of visited states whose top-2 FP32 logits
     differ by >= 0.05; on near-ties either action is as good, and the raw agreement (97% on
-    this set, recorded in BENCHMARKS.md) counts them as misses. Overall >= 95%."""
+    this set, recorded in BENCHMARKS.md) counts them as misses. Overall >= 95%, and the
+    sampled policies close: mean total variation 0.009 on 30 MDPs of this seed."""
     from calibration.calibset import prior_features
     from calibration.quantize import greedy_agreement
 
@@ -117,6 +118,8 @@ def test_shipped_int8_model_agrees_with_fp32_where_fp32_has_a_clear_preference()
     assert n["clear_total"] > 0.5 * n["total"]
     assert n["clear_agree"] >= 0.99 * n["clear_total"]
     assert n["agree"] >= 0.95 * n["total"]
+    assert 0.0 < n["mean_tv"] < 0.02
+    assert greedy_agreement(fp32, fp32, feats[:3])["mean_tv"] == 0.0
 
 
 def test_calibration_set_mixes_prior_and_saved_statistics_and_round_trips(tmp_path):

@@ -27,7 +27,12 @@ import numpy as np
 
 from rlfm_edge.agents.base import Agent, check_choice, check_positive_float
 from rlfm_edge.inference import PolicyEngine, make_engine
-from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS, action_probabilities, state_temperatures
+from rlfm_edge.inference.base import (
+    DEFAULT_ANNEAL_VISITS,
+    DEFAULT_TEMPERATURE,
+    action_probabilities,
+    state_temperatures,
+)
 from rlfm_edge.offline import OfflineData, register_method
 
 
@@ -36,7 +41,7 @@ class RLFMAgent(Agent):
 
     def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int = 0,
                  engine: PolicyEngine | None = None, backend: str = "auto", model=None,
-                 precision: str = "fp32", mode: str = "sample", temperature: float = 0.3,
+                 precision: str = "fp32", mode: str = "sample", temperature: float = DEFAULT_TEMPERATURE,
                  refresh: str = "episode",
                  anneal_visits: float | None = DEFAULT_ANNEAL_VISITS) -> None:
         super().__init__(n_states, n_actions, horizon, seed)

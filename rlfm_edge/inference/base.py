@@ -32,6 +32,7 @@ def action_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.nda
     return p / p.sum(axis=-1, keepdims=True)
 
 
+DEFAULT_TEMPERATURE = 0.3  # before annealing; chosen on held-out prior MDPs (agents/rlfm.py)
 DEFAULT_ANNEAL_VISITS: float | None = 30.0  # chosen on held-out prior MDPs (agents/rlfm.py)
 
 

@@ -52,6 +52,7 @@ from rlfm_edge.agents.base import check_positive_float
 from rlfm_edge.discretize import Discretizer
 from rlfm_edge.inference.base import (
     DEFAULT_ANNEAL_VISITS,
+    DEFAULT_TEMPERATURE,
     ModelLimitError,
     PolicyEngine,
     action_probabilities,
@@ -145,7 +146,7 @@ class OnlineAgent:
     """
 
     def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
-                 n_actions: int, *, mode: str = "sample", temperature: float = 0.3,
+                 n_actions: int, *, mode: str = "sample", temperature: float = DEFAULT_TEMPERATURE,
                  anneal_visits: float | None = DEFAULT_ANNEAL_VISITS,
                  refresh_every: int = 10, refresh_on_new_pair: bool = True,
                  refresh_on_episode_end: bool = True, deadline_s: float = 0.01,

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from rlfm_edge.discretize import Discretizer, load_yaml
-from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS, PolicyEngine
+from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS, DEFAULT_TEMPERATURE, PolicyEngine
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.online_agent import OnlineAgent
 from rlfm_edge.runtime.persistence import StatsPersistence
@@ -53,7 +53,7 @@ class RobotConfig:
     horizon: int
     terminal_state: bool = False
     mode: str = "sample"
-    temperature: float = 0.3
+    temperature: float = DEFAULT_TEMPERATURE
     anneal_visits: float | None = DEFAULT_ANNEAL_VISITS
     refresh_every: int = 10
     refresh_niceness: int = 10
