@@ -152,3 +152,39 @@ def test_quantizing_without_an_fp32_export_says_to_export_first(tmp_path):
 
     with pytest.raises(ModelFileError, match="rlfm-edge export"):
         quantize_int8(tmp_path, [{}])
+
+
+def test_dequantizing_every_node_gives_fp32_back_and_none_leaves_int8_as_it_is(quantized):
+    from calibration.sensitivity import SessionEngine, dequantize_nodes, quantized_linear_nodes
+
+    path, _ = quantized
+    fp32_model, int8_model = onnx.load(path / "model.onnx"), onnx.load(path / "model.int8.onnx")
+    names = quantized_linear_nodes(int8_model)
+    assert names
+    every, none = (dequantize_nodes(int8_model, fp32_model, set(s)) for s in (names, []))
+    for model in (every, none):
+        onnx.checker.check_model(model)
+    x = build_calibration_set(SMAX, AMAX, K, n_prior=1, seed=7)[0]
+    fp32, int8 = OnnxRuntimeEngine(path), OnnxRuntimeEngine(path, precision="int8")
+    assert np.abs(SessionEngine(every, SMAX, AMAX, K).run_padded(x) - fp32.run_padded(x)).max() < 1e-5
+    assert np.array_equal(SessionEngine(none, SMAX, AMAX, K).run_padded(x), int8.run_padded(x))
+    assert not np.allclose(int8.run_padded(x), fp32.run_padded(x), atol=1e-5)  # so the first check can fail
+    with pytest.raises(ValueError, match="no such nodes"):
+        dequantize_nodes(int8_model, fp32_model, {"not_a_node"})
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.int8.onnx").is_file(),
+                    reason="the shipped default model and its INT8 export are not present")
+def test_sensitivity_benchmark_ends_at_fp32_when_every_layer_is_float():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "benchmarks/int8_sensitivity.py", "--mdps", "2", "--check-mdps", "2",
+           "--steps", "1000"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root).stdout
+    table = out[out.index("| k in float"):].splitlines()[2:4]
+    first, last = ([c.strip() for c in row.split("|")[1:-1]] for row in table)
+    assert first[0] == "0" and float(first[3]) > 0.0  # all INT8: the sampled policies differ a little
+    assert last[1] == "0" and last[2].endswith("= 100.0%") and float(last[3]) == 0.0  # all float: FP32

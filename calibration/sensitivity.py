@@ -1,0 +1,90 @@
+"""Which quantized layers cost INT8 its agreement with FP32: per-layer sensitivity.
+
+Where greedy agreement falls short, the usual remedy is mixed precision: keep the most
+sensitive layers in float. This measures what that would buy. ``dequantize_nodes``
+returns the Q/DQ model with chosen MatMuls reading float inputs again (the activation's
+Q/DQ pair bypassed, the weight's float initializer restored from the FP32 model); with
+min-max calibration that is exactly what ``quantize_int8`` would write with those nodes
+excluded, since activation ranges are measured on the float graph, without a
+recalibration per candidate.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from calibration.quantize import QUANTIZED_OPS, greedy_agreement
+
+
+def quantized_linear_nodes(model) -> list[str]:
+    """Names of the MatMul/Gemm nodes of a Q/DQ model that read a DequantizeLinear output."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS
+            and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                    for i in n.input)]
+
+
+def dequantize_nodes(int8_model, fp32_model, names: set[str]):
+    """A copy of ``int8_model`` whose nodes ``names`` compute in float (see the module docstring)."""
+    model = copy.deepcopy(int8_model)
+    graph = model.graph
+    producer = {out: n for n in graph.node for out in n.output}
+    float_weights = {t.name: t for t in fp32_model.graph.initializer}
+    present = {t.name for t in graph.initializer}
+    unknown = set(names) - {n.name for n in graph.node}
+    if unknown:
+        raise ValueError(f"no such nodes in the int8 model: {sorted(unknown)}")
+    for node in graph.node:
+        if node.name not in names:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":  # activation: read it unquantized
+                node.input[k] = q.input[0]
+                continue
+            weight = dq.input[0].removesuffix("_quantized")  # ORT's name for a quantized initializer
+            if weight not in float_weights:
+                raise ValueError(f"{node.name}: no float initializer {weight!r} in the FP32 model")
+            if weight not in present:
+                graph.initializer.append(float_weights[weight])
+                present.add(weight)
+            node.input[k] = weight
+    return model
+
+
+class SessionEngine:
+    """The two things ``greedy_agreement`` needs of an engine, over an in-memory ONNX model."""
+
+    def __init__(self, model, max_states: int, max_actions: int, max_successors: int) -> None:
+        import onnxruntime as ort
+
+        from rlfm_edge.inference.onnx_backend import session_options
+
+        self.session = ort.InferenceSession(model.SerializeToString(), session_options(),
+                                            providers=["CPUExecutionProvider"])
+        self.max_states, self.max_actions, self.max_successors = max_states, max_actions, max_successors
+
+    def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, inputs)[0]
+
+
+def layer_sensitivity(fp32_model, int8_model, reference, feats, progress: bool = True) -> dict[str, float]:
+    """Greedy agreement with FP32 when only one node is INT8 (everything else float), per node.
+
+    ``reference``: an FP32 engine of the same model; lower agreement = more sensitive.
+    """
+    from tqdm import tqdm
+
+    names = quantized_linear_nodes(int8_model)
+    dims = (reference.max_states, reference.max_actions, reference.max_successors)
+    out = {}
+    for name in tqdm(names, desc="per-layer sensitivity", disable=not progress):
+        engine = SessionEngine(dequantize_nodes(int8_model, fp32_model, set(names) - {name}), *dims)
+        n = greedy_agreement(reference, engine, feats)
+        out[name] = n["agree"] / n["total"]
+    return out
