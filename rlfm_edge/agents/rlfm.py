@@ -10,9 +10,10 @@ temperature 0.3 sharpens the policy; it was chosen on held-out MDPs of the train
 benchmarks: normalised 100-episode regret 0.109 at 0.3, 0.120 at 0.5, 0.167 at 1.0 (PSRL
 0.172, UCB-VI 0.155) with S <= 30. Each state's temperature then cools as it is visited,
 0.3 / sqrt(1 + N(s) / 30) (``anneal_visits``; ``state_temperatures`` says why), chosen
-the same way over 300 episodes with S <= 80: 0.124 fixed, 0.093 / 0.090 / 0.095 with
-anneal_visits 10 / 30 / 100 (seeds 10^7 + k), confirmed on seeds 2 x 10^7 + k: 0.102 ->
-0.080 (-0.022 +- 0.008, paired).
+the same way over 300 episodes with S <= 80 (model v5): 0.124 fixed, 0.093 / 0.090 / 0.095
+with anneal_visits 10 / 30 / 100 (seeds 10^7 + k), confirmed on seeds 2 x 10^7 + k: 0.102 ->
+0.080 (-0.022 +- 0.008, paired). Rerun with model v7: 0.125 fixed, 0.092 / 0.086 / 0.099,
+and 0.103 -> 0.073 on the confirmation seeds.
 
 Offline (``extract_policy(..., method="rlfm")``) the same logits read off the dataset's
 statistics, once per step at that step's steps left, are the scores, and the policy is their
