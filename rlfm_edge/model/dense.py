@@ -7,11 +7,10 @@ tests/test_model.py pins the two together.
 
 The layout is chosen for CPU runtimes, where the cost is elementwise passes over the
 (B, Smax*Amax, K, ·) slot tensors, not FLOPs (ONNX Runtime spent 70% of a refresh in
-broadcast Mul/Add/Split there). So every linear map that commutes with the gather is
-applied to the Smax state rows before it, attention logits live in one flat (…, K*H)
-row built by MatMuls with tiled weights (no broadcasting over small inner dimensions),
-and one MatMul turns the slot weights (P̂ for the mean, α per head) into per-column
-weights, so a layer needs a single gather, one Mul and one ReduceSum over the slots.
+broadcast Mul/Add/Split there). So the attention scores are computed on the Smax state
+rows before the gather, attention logits live in one flat (…, K*H) row built by MatMuls
+with tiled weights (no broadcasting over small inner dimensions), and a layer gathers the
+d-wide state rows once and sums its slots with one batched MatMul before any linear map.
 """
 
 from __future__ import annotations
@@ -80,22 +79,24 @@ class DenseGAT(nn.Module):
         B, M, K = succ_index.shape
         H, C = att.heads, att.out_channels
         d = h_s.size(-1)
-        # Per state: values [lin_rel(x) | lin_src(x)] and the source score, gathered per slot
-        # (two gathers: slicing one gathered tensor costs a full extra pass over it).
-        w_values = torch.cat([mean.lin_rel.weight.t(), att.lin_src.weight.t()], dim=1)
-        values = _gather_rows(h_s @ w_values, succ_index)
+        # Logits (B, M, K*H): source score (per state, gathered) + destination (tiled over
+        # slots) + edge term (block-diagonal).
         src_score = _gather_rows(h_s @ _score_weight(att.lin_src.weight, att.att_src), succ_index)
-        # Logits (B, M, K*H): source + destination (tiled over slots) + edge term (block-diagonal).
         w_dst = _score_weight(att.lin_dst.weight, att.att_dst).repeat(1, K)
         w_edge = torch.block_diag(*[_score_weight(att.lin_edge.weight, att.att_edge)] * K)
         logits = src_score.reshape(B, M, K * H) + h_sa @ w_dst + succ_attr_flat @ w_edge
         alpha = _softmax_slots(F.leaky_relu(logits, att.negative_slope), slot_mask, H)
-        # Per-column weights of the gathered values: P̂ on lin_rel's d, α_h on head h's C.
-        spread = torch.block_diag(torch.ones(1, d, dtype=h_s.dtype, device=h_s.device), _spread(H, C, h_s))
-        weights = torch.cat([slot_p.unsqueeze(-1), alpha], dim=-1) @ spread
-        summed = (weights * values).sum(2)
-        mean_out = summed[..., :d] + mean.lin_rel.bias + mean.lin_root(h_sa)
-        return summed[..., d:] + att.bias, mean_out
+        # Both messages are linear in the successor rows, so the slots are summed first (P̂
+        # for the mean, α_h per head: one small batched MatMul over the gathered rows) and
+        # the linear maps run once on the sums: lin_rel on the first, head h's slice of
+        # lin_src on the others (a block-diagonal weight).
+        weights = torch.cat([slot_p.unsqueeze(-1), alpha], dim=-1)          # (B, M, K, 1+H)
+        sums = weights.transpose(-1, -2) @ _gather_rows(h_s, succ_index)   # (B, M, 1+H, d)
+        per_head = att.lin_src.weight.unflatten(0, (H, C))
+        maps = torch.block_diag(mean.lin_rel.weight.t(), *(w.t() for w in per_head))
+        out = sums.reshape(B, M, (1 + H) * d) @ maps
+        mean_out = out[..., :d] + mean.lin_rel.bias + mean.lin_root(h_sa)
+        return out[..., d:] + att.bias, mean_out
 
     def _actions(self, layer: BackupLayer, h_s, h_sa, own_mask):
         """s <- its actions (s, a): GATConv attention over the Amax action slots."""
