@@ -45,13 +45,8 @@ class _Reader:
 
 
 def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
-                  method: str = "minmax", per_channel: bool = False,
-                  extra_float: tuple[str, ...] = ()) -> dict:
-    """Write ``model.int8.onnx`` (+ ``.json``) beside the verified ``model.onnx``; returns the spec.
-
-    ``extra_float``: more MatMul/Gemm nodes to keep in float (mixed precision, e.g. the
-    most sensitive ones by ``calibration.sensitivity``).
-    """
+                  method: str = "minmax", per_channel: bool = False) -> dict:
+    """Write ``model.int8.onnx`` (+ ``.json``) beside the verified ``model.onnx``; returns the spec."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -67,7 +62,6 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
     out = model_dir / ONNX_FILES["int8"]
     graph = onnx.load(str(src)).graph
     exclude = float_linear_nodes(graph)
-    exclude += [name for name in extra_float if name not in exclude]
     root = logging.getLogger()
     level = root.level
     with tempfile.TemporaryDirectory() as tmp:

@@ -188,22 +188,3 @@ def test_sensitivity_benchmark_ends_at_fp32_when_every_layer_is_float():
     first, last = ([c.strip() for c in row.split("|")[1:-1]] for row in table)
     assert first[0] == "0" and float(first[3]) > 0.0  # all INT8: the sampled policies differ a little
     assert last[1] == "0" and last[2].endswith("= 100.0%") and float(last[3]) == 0.0  # all float: FP32
-
-
-def test_calibrate_keep_float_keeps_the_most_sensitive_matmuls_in_float(quantized, tmp_path, capsys):
-    import json
-    import shutil
-
-    from rlfm_edge.cli import main
-
-    src, spec = quantized
-    model = shutil.copytree(src, tmp_path / "model")
-    assert main(["calibrate", "--model", str(model), "--samples", "8", "--keep-float", "2"]) == 0
-    mixed = json.loads((model / "model.int8.onnx.json").read_text())["quantization"]
-    before = spec["quantization"]
-    assert len(mixed["float_nodes"]) == len(before["float_nodes"]) + 2
-    assert set(before["float_nodes"]) < set(mixed["float_nodes"])
-    assert mixed["qdq_nodes"] < before["qdq_nodes"]
-    verify_manifest(model, required=("model.int8.onnx", "model.int8.onnx.json"))
-    assert main(["calibrate", "--model", str(model), "--samples", "8", "--keep-float", "-1"]) != 0
-    assert "--keep-float: expected a count >= 0, got -1" in capsys.readouterr().err
