@@ -3,10 +3,13 @@
 Where greedy agreement falls short, the usual remedy is mixed precision: keep the most
 sensitive layers in float. This measures what that would buy. ``dequantize_nodes``
 returns the Q/DQ model with chosen MatMuls reading float inputs again (the activation's
-Q/DQ pair bypassed, the weight's float initializer restored from the FP32 model); with
-min-max calibration that is exactly what ``quantize_int8`` would write with those nodes
-excluded, since activation ranges are measured on the float graph, without a
-recalibration per candidate.
+Q/DQ pair bypassed, the weight's float initializer restored from the FP32 model), so no
+candidate needs a recalibration (min-max ranges are measured on the float graph). It is
+not what ``quantize_int8`` writes with those nodes excluded: ONNX Runtime's quantizer
+replaces a weight shared with a node it does quantize by its quantized copy for every
+consumer, so an excluded node can still read INT8 weights (24 excluded nodes of the
+shipped model: 4 kept INT8 weights, 96.1% agreement against 98.1% for the same nodes
+dequantized here).
 """
 
 from __future__ import annotations
