@@ -17,7 +17,7 @@ from calibration.calibset import prior_features
 from calibration.quantize import greedy_agreement
 from calibration.sensitivity import SessionEngine, dequantize_nodes, layer_sensitivity, quantized_linear_nodes
 from rlfm_edge.bench.report import print_and_record
-from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
+from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine, read_spec
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
     import onnx
 
     fp32 = OnnxRuntimeEngine(args.model)
-    int8_path = OnnxRuntimeEngine(args.model, precision="int8").path
+    int8_path, _ = read_spec(args.model, "int8")  # the file only: the surgery below builds the sessions
     fp32_model, int8_model = onnx.load(str(fp32.path)), onnx.load(str(int8_path))
     dims = (fp32.max_states, fp32.max_actions, fp32.max_successors)
     rank_feats = prior_features(args.mdps, args.seed, *dims)
