@@ -79,24 +79,33 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
             )
         finally:
             root.setLevel(level)
-        data = tmp_out.read_bytes()
-    model = onnx.load_from_string(data)
+        model = onnx.load(str(tmp_out))
+    qspec = {**spec, "precision": "int8", "source_sha256": spec["sha256"],
+             "quantization": {"format": "QDQ", "ops": list(QUANTIZED_OPS), "method": method,
+                              "per_channel": per_channel, "symmetric": True,
+                              "samples": len(samples), "float_nodes": exclude,
+                              "onnxruntime": onnxruntime.__version__}}
+    qspec.pop("parity_max_abs_diff", None)
+    return write_int8(model_dir, model, qspec)
+
+
+def write_int8(model_dir: Path, model, qspec: dict) -> dict:
+    """Check a Q/DQ ``model``, hold it to the size budget, write it atomically as
+    ``model.int8.onnx`` with its description ``qspec`` (completed here); returns the spec."""
+    import onnx
+
+    from training.export import write_spec
+
     onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    out = Path(model_dir) / ONNX_FILES["int8"]
     if len(data) > MAX_INT8_BYTES:
         raise RuntimeError(f"{out}: the int8 model is {len(data) / 1e6:.2f} MB, over the "
                            f"{MAX_INT8_BYTES / 1e6:.0f} MB budget; export a smaller model")
     atomic_write_bytes(out, data)
-    qspec = {**spec, "file": out.name, "sha256": sha256_file(out), "bytes": len(data),
-             "precision": "int8", "source_sha256": spec["sha256"],
-             "quantization": {"format": "QDQ", "ops": list(QUANTIZED_OPS), "method": method,
-                              "per_channel": per_channel, "symmetric": True,
-                              "samples": len(samples), "float_nodes": exclude,
-                              "onnxruntime": onnxruntime.__version__,
-                              "qdq_nodes": sum(n.op_type == "QuantizeLinear" for n in model.graph.node)}}
-    qspec.pop("parity_max_abs_diff", None)
-    from training.export import write_spec
-
-    write_spec(model_dir, qspec)
+    qspec = {**qspec, "file": out.name, "sha256": sha256_file(out), "bytes": len(data)}
+    qspec["quantization"]["qdq_nodes"] = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    write_spec(Path(model_dir), qspec)
     return qspec
 
 

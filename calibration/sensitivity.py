@@ -57,6 +57,23 @@ def dequantize_nodes(int8_model, fp32_model, names: set[str]):
                 graph.initializer.append(float_weights[weight])
                 present.add(weight)
             node.input[k] = weight
+    return drop_unread(model)
+
+
+def drop_unread(model):
+    """``model`` without the nodes and initializers nothing reads any more (the Q/DQ pairs
+    that dequantize_nodes bypasses), so a mixed-precision file carries no dead INT8 copies."""
+    graph = model.graph
+    read = set()
+    while True:
+        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not read.intersection(n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    for tensor in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(tensor)
     return model
 
 
@@ -91,3 +108,29 @@ def layer_sensitivity(fp32_model, int8_model, reference, feats, progress: bool =
         n = greedy_agreement(reference, engine, feats)
         out[name] = n["agree"] / n["total"]
     return out
+
+
+def keep_float(model_dir, k: int, mdps: int = 100, seed: int = 1234, progress: bool = True) -> dict:
+    """Rewrite ``model.int8.onnx`` in ``model_dir`` with its ``k`` most sensitive MatMuls in
+    float (mixed precision), ranked by ``layer_sensitivity`` on ``mdps`` prior MDPs of
+    ``seed``; returns the new export description."""
+    import onnx
+
+    from calibration.calibset import prior_features
+    from calibration.quantize import write_int8
+    from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine, read_spec
+
+    fp32 = OnnxRuntimeEngine(model_dir)
+    int8_path, spec = read_spec(model_dir, "int8")
+    fp32_model, int8_model = onnx.load(str(fp32.path)), onnx.load(str(int8_path))
+    n_quantized = len(quantized_linear_nodes(int8_model))
+    if isinstance(k, bool) or not 0 <= k <= n_quantized:
+        raise ValueError(f"keep float: expected 0 to {n_quantized} (the INT8 MatMuls of "
+                         f"{int8_path}), got {k!r}")
+    feats = prior_features(mdps, seed, fp32.max_states, fp32.max_actions, fp32.max_successors)
+    alone = layer_sensitivity(fp32_model, int8_model, fp32, feats, progress)
+    kept = sorted(alone, key=alone.get)[:k]
+    quantization = {**spec["quantization"], "float_nodes": spec["quantization"]["float_nodes"] + kept,
+                    "mixed_precision": {"kept_float": kept, "ranked_on_prior_mdps": mdps, "seed": seed}}
+    return write_int8(model_dir, dequantize_nodes(int8_model, fp32_model, set(kept)),
+                      {**spec, "quantization": quantization})

@@ -188,3 +188,42 @@ def test_sensitivity_benchmark_ends_at_fp32_when_every_layer_is_float():
     first, last = ([c.strip() for c in row.split("|")[1:-1]] for row in table)
     assert first[0] == "0" and float(first[3]) > 0.0  # all INT8: the sampled policies differ a little
     assert last[1] == "0" and last[2].endswith("= 100.0%") and float(last[3]) == 0.0  # all float: FP32
+
+
+def test_calibrate_keep_float_writes_a_mixed_precision_model_without_dead_int8_copies(quantized, tmp_path,
+                                                                                      capsys):
+    import json
+    import shutil
+
+    from calibration.sensitivity import quantized_linear_nodes
+    from rlfm_edge.cli import main
+
+    src, spec = quantized
+    model = shutil.copytree(src, tmp_path / "model")
+    args = ["calibrate", "--model", str(model), "--samples", "24", "--rank-mdps", "4"]
+    assert main(args + ["--keep-float", "2"]) == 0
+    qspec = json.loads((model / "model.int8.onnx.json").read_text())
+    kept = qspec["quantization"]["mixed_precision"]["kept_float"]
+    assert len(kept) == 2 and set(spec["quantization"]["float_nodes"]) | set(kept) == \
+        set(qspec["quantization"]["float_nodes"])
+    mixed = onnx.load(model / "model.int8.onnx")
+    before = onnx.load(src / "model.int8.onnx")
+    assert set(quantized_linear_nodes(before)) - set(quantized_linear_nodes(mixed)) == set(kept)
+    read = {i for n in mixed.graph.node for i in n.input} | {o.name for o in mixed.graph.output}
+    assert all(read.intersection(n.output) for n in mixed.graph.node)  # no dead Q/DQ pair left
+    assert {t.name for t in mixed.graph.initializer} <= read
+    assert qspec["quantization"]["qdq_nodes"] < spec["quantization"]["qdq_nodes"]
+    verify_manifest(model, required=("model.int8.onnx", "model.int8.onnx.json"))
+    x = build_calibration_set(SMAX, AMAX, K, n_prior=1, seed=7)[0]
+    fp32 = OnnxRuntimeEngine(model).run_padded(x)
+    assert np.abs(OnnxRuntimeEngine(model, precision="int8").run_padded(x) - fp32).max() < 0.5
+
+    everything = len(quantized_linear_nodes(before))
+    assert main(args + ["--keep-float", str(everything)]) == 0  # every MatMul float: FP32 again
+    assert not quantized_linear_nodes(onnx.load(model / "model.int8.onnx"))
+    assert np.abs(OnnxRuntimeEngine(model, precision="int8").run_padded(x) - fp32).max() < 1e-5
+    capsys.readouterr()
+    assert main(args + ["--keep-float", "-1"]) != 0
+    assert "--keep-float: expected a count >= 0, got -1" in capsys.readouterr().err
+    assert main(args + ["--keep-float", str(everything + 1)]) != 0
+    assert f"keep float: expected 0 to {everything}" in capsys.readouterr().err

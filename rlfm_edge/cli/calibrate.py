@@ -12,6 +12,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from rlfm_edge.inference.onnx_backend import read_spec
 
     _, spec = read_spec(args.model, "fp32")
+    if args.keep_float < 0:
+        raise ValueError(f"--keep-float: expected a count >= 0, got {args.keep_float}")
     dims = (spec["max_states"], spec["max_actions"], spec["max_successors"])
     if args.calibration_set and Path(args.calibration_set).is_file() and not (args.log or args.stats):
         samples, meta = load_calibration_set(args.calibration_set)
@@ -28,6 +30,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                  {"dims": list(dims), "seed": args.seed, "samples": args.samples,
                                   "logs": args.log, "stats": args.stats})
     qspec = quantize_int8(args.model, samples, method=args.method)
+    if args.keep_float:
+        from calibration.sensitivity import keep_float
+
+        qspec = keep_float(args.model, args.keep_float, mdps=args.rank_mdps, seed=args.rank_seed)
+        print(f"kept the {args.keep_float} most sensitive INT8 MatMuls in float: "
+              + ", ".join(qspec["quantization"]["mixed_precision"]["kept_float"]))
     print(f"wrote {Path(args.model) / qspec['file']} ({qspec['bytes'] / 1e6:.2f} MB, "
           f"{qspec['quantization']['qdq_nodes']} Q/DQ pairs, {len(samples)} calibration samples)")
     return 0
@@ -46,6 +54,13 @@ def register(subparsers) -> None:
     p.add_argument("--horizon", type=int, default=None, help="episode length for --stats files")
     p.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="activation range estimator")
+    p.add_argument("--keep-float", type=int, default=0, metavar="K",
+                   help="mixed precision: then keep the K MatMuls whose INT8 costs most greedy "
+                        "agreement in float (benchmarks/int8_sensitivity.py shows what each K buys)")
+    p.add_argument("--rank-mdps", type=int, default=100,
+                   help="prior MDPs that rank the layers for --keep-float")
+    p.add_argument("--rank-seed", type=int, default=1234,
+                   help="their seed (keep it apart from --seed and from the seed agreement is judged on)")
     p.add_argument("--calibration-set", default=None, metavar="NPZ",
                    help="calibration cache: read if it exists (and no --log/--stats), else written")
     p.set_defaults(func=cmd_calibrate)
