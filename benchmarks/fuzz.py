@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -374,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.child:
+        # every input is bad input: the parsers' (rate-limited) warnings would only fill the log
+        logging.disable(logging.WARNING)
         child = _child_atheris if args.engine == "atheris" else _child_hypothesis
         child(args.child, args.seconds, out)
         return 0

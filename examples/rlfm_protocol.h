@@ -68,14 +68,22 @@ static inline size_t rlfm_cobs_encode(const uint8_t *in, size_t len, uint8_t *ou
   return o;
 }
 
-/* Decode one COBS frame (without its 0x00); returns the decoded length or 0 if malformed. */
-static inline size_t rlfm_cobs_decode(const uint8_t *in, size_t len, uint8_t *out) {
+/* Decode one COBS frame (without its 0x00) into out (cap bytes); returns the decoded length,
+ * or 0 if malformed or longer than cap: a frame of n bytes can decode to n - 1, which is more
+ * than a payload buffer holds when the frame is junk of maximum length. */
+static inline size_t rlfm_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap) {
   size_t i = 0, o = 0;
   while (i < len) {
     uint8_t code = in[i++];
     if (code == 0 || i + code - 1 > len) return 0;
-    for (uint8_t k = 1; k < code; k++) { if (in[i] == 0) return 0; out[o++] = in[i++]; }
-    if (code != 0xFF && i < len) out[o++] = 0;
+    for (uint8_t k = 1; k < code; k++) {
+      if (in[i] == 0 || o == cap) return 0;
+      out[o++] = in[i++];
+    }
+    if (code != 0xFF && i < len) {
+      if (o == cap) return 0;
+      out[o++] = 0;
+    }
   }
   return o;
 }
@@ -126,7 +134,7 @@ static inline size_t rlfm_encode_heartbeat(uint16_t seq, uint32_t uptime_ms, uin
  * the payload to payload (RLFM_MAX_PAYLOAD + 2 bytes) and returns its length, else 0. */
 static inline size_t rlfm_unframe(const uint8_t *frame, size_t len, uint8_t *payload) {
   if (len > RLFM_MAX_FRAME) return 0;
-  size_t n = rlfm_cobs_decode(frame, len, payload);
+  size_t n = rlfm_cobs_decode(frame, len, payload, RLFM_MAX_PAYLOAD + 2);
   if (n < 6) return 0;
   if (rlfm_crc16(payload, n - 2) != rlfm_get_u16(payload + n - 2)) return 0;
   if (payload[0] != RLFM_VERSION) return 0;

@@ -10,13 +10,16 @@ CountStats of the run (`read_statistics`), the input of the offline mode.
 
 from __future__ import annotations
 
+import logging
 import os
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mcap.opcode import Opcode
 from mcap.records import Channel, Chunk, Schema
 from mcap.records import Message as McapMessage
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -31,6 +34,8 @@ STEP_TOPIC = "/rlfm/step"
 INFO_TYPE = "rlfm_edge_msgs/msg/LogInfo"
 STEP_TYPE = "rlfm_edge_msgs/msg/Step"
 LOG_FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 _TIME_DEF = "MSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n"
 _SEPARATOR = "=" * 80 + "\n"
@@ -120,9 +125,14 @@ class TransitionLogger:
 # may not inflate beyond MAX_CHUNK_BYTES, and messages are decoded with this module's own
 # definitions (a log whose schema text differs is refused), so a corrupted or crafted log
 # gives a ValueError, not a parser crash in a dependency or an allocation it asked for.
+# A log whose writer never finished (crash, kill -9, power loss) ends without its footer,
+# often inside a chunk: it is read up to its last complete record, with a warning.
 MAX_CHUNK_BYTES = 64 << 20  # TransitionLogger writes 1 MiB chunks
 MAX_STATISTICS_BYTES = 1 << 30  # CountStats a log's LogInfo may ask read_statistics to allocate
 _DEFS = {INFO_TOPIC: (INFO_TYPE, INFO_DEF), STEP_TOPIC: (STEP_TYPE, STEP_DEF)}
+_MAGIC_SIZE = 8
+_RECORD_HEAD = struct.Struct("<BQ")  # opcode, length
+_OPCODES = frozenset(Opcode)
 
 
 def _decoder(topic: str):
@@ -131,10 +141,36 @@ def _decoder(topic: str):
     return DecoderFactory().decoder_for(MessageEncoding.CDR, schema)
 
 
-def _records(f, size: int):
-    """The MCAP records of an open file, chunks checked and broken up here."""
-    reader = StreamReader(f, emit_chunks=True, validate_crcs=True, record_size_limit=size)
-    for record in reader.records:
+def _cut_short(f, pos: int, size: int) -> bool:
+    """Whether the records from ``pos`` on run out before the footer and the closing magic:
+    the file of a writer that never finished, rather than a corrupted one."""
+    while pos + _RECORD_HEAD.size <= size:
+        f.seek(pos)
+        opcode, length = _RECORD_HEAD.unpack(f.read(_RECORD_HEAD.size))
+        if opcode not in _OPCODES:
+            return False
+        pos += _RECORD_HEAD.size + length
+        if opcode == Opcode.FOOTER:
+            return pos + _MAGIC_SIZE > size
+    return True
+
+
+def _records(f, size: int, path: Path):
+    """The MCAP records of an open file, chunks checked and broken up here; a file cut short
+    gives its complete records and a warning."""
+    records = StreamReader(f, emit_chunks=True, validate_crcs=True, record_size_limit=size).records
+    while True:
+        start = f.tell()
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception:
+            if start < _MAGIC_SIZE or not _cut_short(f, start, size):
+                raise
+            log.warning("%s: the log was cut short (its writer did not finish: crash, kill or "
+                        "power loss); read it up to byte %d of %d", path, start, size)
+            return
         if not isinstance(record, Chunk):
             yield record
             continue
@@ -153,7 +189,7 @@ def _messages(path: Path, topic: str):
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            for record in _records(f, size):
+            for record in _records(f, size, path):
                 if isinstance(record, Schema):
                     schemas[record.id] = record
                 elif isinstance(record, Channel):

@@ -1,6 +1,8 @@
-"""robot.yaml validation and the `demo`, `replay` and `calibrate-bins` commands."""
+"""robot.yaml validation and the `demo`, `replay`, `calibrate-bins` and `serve` commands."""
 
 import json
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +10,11 @@ import pytest
 import yaml
 
 from rlfm_edge import cli
+from rlfm_edge.cli.serve import dropped_summary, stop_on_sigterm
 from rlfm_edge.discretize import Discretizer
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime import RobotConfig
+from rlfm_edge.serial.protocol import DecoderCounters
 from rlfm_edge.sim_robot import CARTPOLE_CONFIG
 from rlfm_edge.stats import CountStats
 
@@ -165,3 +169,29 @@ def test_bench_loop_reports_latency_memory_and_round_trip(tmp_path, capsys, monk
     assert (tmp_path / "loop_jitter.png").stat().st_size > 10_000
     assert "rlfm-edge bench loop --duration 0.3" in md.read_text()
     assert run(["bench", "loop", "--states", "10", "--out", str(tmp_path)]) == 2
+
+
+def test_serve_summary_names_the_causes_of_dropped_frames():
+    assert dropped_summary(DecoderCounters(frames_ok=5)) == "0 frames dropped"
+    assert dropped_summary(DecoderCounters(frames_ok=5, bad_crc=3, duplicates=2)) == \
+        "5 frames dropped (bad_crc 3, duplicates 2)"
+
+
+def test_serve_takes_sigterm_as_stop_while_serving_and_only_in_the_main_thread():
+    before, stop = signal.getsignal(signal.SIGTERM), threading.Event()
+    with stop_on_sigterm(stop):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    assert stop.is_set() and signal.getsignal(signal.SIGTERM) is before
+    errors = []
+
+    def elsewhere():
+        try:
+            with stop_on_sigterm(threading.Event()):
+                pass
+        except ValueError as exc:  # signal only works in main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert errors == [] and signal.getsignal(signal.SIGTERM) is before

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import resource
 import shutil
 import zipfile
@@ -396,10 +397,32 @@ def test_a_log_asking_for_gigantic_statistics_is_refused_before_allocating(tmp_p
     assert _maxrss_mb() - before < 64
 
 
-def test_a_log_cut_short_is_a_value_error(tmp_path, mcap_log):
+def test_a_log_cut_short_after_its_chunk_replays_with_a_warning(tmp_path, mcap_log, caplog):
     data = mcap_log.read_bytes()
-    for cut in (8, len(data) // 2, len(data) - 10):
-        path = tmp_path / "cut.mcap"
+    path = tmp_path / "cut.mcap"
+    for cut in (len(data) // 2, len(data) - 10):  # in the index after the chunk; in the footer
         path.write_bytes(data[:cut])
-        with pytest.raises(ValueError, match="cut.mcap"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rlfm_edge.logs"):
+            assert read_statistics(path) == read_statistics(mcap_log)
+        assert "cut.mcap: the log was cut short" in caplog.text
+
+
+def test_a_log_cut_before_any_complete_chunk_is_a_value_error(tmp_path, mcap_log):
+    path = tmp_path / "cut.mcap"
+    for cut in (8, 100):  # the magic alone; inside the only chunk
+        path.write_bytes(mcap_log.read_bytes()[:cut])
+        with pytest.raises(ValueError, match="cut.mcap: (not a readable|no /rlfm/info record)"):
+            _read_all(path)
+
+
+def test_a_file_that_is_not_mcap_or_is_corrupted_is_a_value_error_not_a_cut(tmp_path, mcap_log):
+    data = mcap_log.read_bytes()
+    chunk_byte = 200  # inside the only chunk (the header record ends at byte 70)
+    for content in (b"not an MCAP log\n" * 50,  # no magic
+                    data[:9] + b"\xff" * 8 + data[17:],  # the header record's length
+                    data[:chunk_byte] + bytes([data[chunk_byte] ^ 0xFF]) + data[chunk_byte + 1:]):
+        path = tmp_path / "bad.mcap"
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="bad.mcap: not a readable rlfm-edge MCAP log"):
             _read_all(path)

@@ -7,6 +7,10 @@ shipped model is exercised when it is present.
 
 import errno
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +130,40 @@ def test_serve_command_drives_the_robot_and_its_log_replays(tmp_path, monkeypatc
     saved = CountStats.load(stats)
     assert saved.n_transitions > 0 and saved.n_states == 109
     assert read_statistics(log) == saved
+
+
+def test_serve_stopped_by_sigterm_saves_its_statistics_and_closes_its_log(tmp_path):
+    config = tmp_path / "robot.yaml"
+    config.write_text((EXAMPLES / "cartpole_robot.yaml").read_text().replace(
+        "control_period_s: 0.01", f"control_period_s: {1 / RATE_HZ}"))
+    port, stats, log, err = (tmp_path / "ttyUSB0", tmp_path / "s.npz", tmp_path / "run.mcap",
+                             tmp_path / "serve.err")
+    robot = spawn(port, episodes=100_000, rate_hz=RATE_HZ, max_episode_steps=50, seed=6)
+    try:
+        with open(err, "w") as stderr:
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "rlfm_edge", "serve", "--port", str(port), "--config",
+                 str(config), "--backend", "planning", "--stats", str(stats), "--log", str(log)],
+                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "episode 1:" not in err.read_text():  # the loop is serving
+                assert serve.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.05)
+            serve.send_signal(signal.SIGTERM)
+            out = serve.communicate(timeout=60)[0]
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+                serve.communicate()
+    finally:
+        robot.kill()
+        robot.wait()
+    assert serve.returncode == 0, err.read_text()
+    assert "stopped by SIGTERM" in out
+    saved = CountStats.load(stats)  # the final save: the config's periodic one is every 30 s
+    assert saved.n_transitions > 0
+    assert read_statistics(log) == saved  # the log was finished, not cut short
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "manifest.json").exists(),

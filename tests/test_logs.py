@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 from mcap.reader import make_reader
@@ -65,3 +67,23 @@ def test_unreadable_log_is_a_clear_error(tmp_path):
     (tmp_path / "junk.mcap").write_bytes(b"not an mcap file at all")
     with pytest.raises(ValueError, match="junk.mcap: not a readable"):
         read_statistics(tmp_path / "junk.mcap")
+
+
+def test_a_log_whose_writer_died_replays_the_steps_of_its_complete_chunks(tmp_path, caplog):
+    """kill -9 leaves no index or footer and a half-written last chunk; replay keeps the rest."""
+    path, killed = tmp_path / "run.mcap", tmp_path / "killed.mcap"
+    _write_run(path, n_steps=15_000)  # more than one 1 MiB chunk
+    with open(path, "rb") as f:
+        chunks = make_reader(f).get_summary().chunk_indexes
+    assert len(chunks) >= 2
+    killed.write_bytes(path.read_bytes()[:chunks[1].chunk_start_offset + chunks[1].chunk_length // 2])
+    with caplog.at_level(logging.WARNING, logger="rlfm_edge.logs"):
+        steps = list(read_steps(killed))
+    assert "killed.mcap: the log was cut short" in caplog.text
+    complete = [r for r in read_steps(path) if r.stamp_ns <= chunks[0].message_end_time]
+    assert [r.step for r in steps] == [r.step for r in complete] and len(steps) > 1000
+    expected = CountStats(6, 3)
+    for r in complete:
+        if r.prev_state >= 0:
+            expected.update(r.prev_state, r.prev_action, np.float32(r.reward), r.state)
+    assert read_statistics(killed) == expected

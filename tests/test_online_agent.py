@@ -10,7 +10,7 @@ import pytest
 from rlfm_edge.discretize import Discretizer
 from rlfm_edge.inference.base import ModelLimitError
 from rlfm_edge.inference.planning_engine import PlanningEngine
-from rlfm_edge.logs import TransitionLogger, read_statistics
+from rlfm_edge.logs import TransitionLogger, read_statistics, read_steps
 from rlfm_edge.runtime import InvalidObservation, OnlineAgent, StatsPersistence
 from rlfm_edge.stats import CountStats
 
@@ -247,6 +247,21 @@ def test_disk_full_is_counted_and_the_old_file_survives(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.npz"]
 
 
+def test_saving_to_a_path_the_disk_refuses_returns_false(tmp_path, monkeypatch, caplog):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2) as agent:
+        _train_bandit(agent, steps=20)
+        monkeypatch.setattr(os, "fsync", full)
+        with caplog.at_level(logging.ERROR, logger="rlfm_edge.runtime.online_agent"):
+            assert not agent.save_statistics(tmp_path / "stats.npz")
+        assert "stats.npz ([Errno 28] No space left on device)" in caplog.text
+        monkeypatch.undo()
+        assert agent.save_statistics(tmp_path / "stats.npz")
+        assert CountStats.load(tmp_path / "stats.npz") == agent.stats
+
+
 def test_reset_statistics_forgets_experience_in_the_snapshot_too():
     with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2) as agent:
         _train_bandit(agent, steps=50)
@@ -265,6 +280,30 @@ def test_transition_log_replays_to_the_live_statistics(tmp_path):
     _train_bandit(agent, steps=120)
     agent.close()
     assert read_statistics(tmp_path / "run.mcap") == agent.stats
+
+
+class SlowToCopy(list):
+    """An observation whose float32 copy for the log takes ``delay`` seconds (the step's
+    discretizer reads it as a list)."""
+
+    delay = 0.05
+
+    def __array__(self, dtype=None, copy=None):
+        time.sleep(self.delay)
+        return np.asarray(list(self), dtype)
+
+
+def test_step_latency_includes_the_copy_made_for_the_log(tmp_path):
+    disc = _disc()
+    log = TransitionLogger(tmp_path / "run.mcap", disc.n_states, 2, horizon=5)
+    agent = OnlineAgent(disc, PlanningEngine(), horizon=5, n_actions=2, transition_log=log,
+                        deadline_s=0.01)
+    agent.step(SlowToCopy(_obs(1)), None)
+    c = agent.counters
+    agent.close()
+    assert c.step_overruns == 1 and c.last_step_latency_s >= SlowToCopy.delay
+    (record,) = read_steps(tmp_path / "run.mcap")
+    assert record.latency_ns >= SlowToCopy.delay * 1e9
 
 
 def test_configuration_errors_name_the_argument():

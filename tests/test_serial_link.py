@@ -1,12 +1,18 @@
 """The link over real pseudo-terminals: the test plays the robot on the master side."""
 
+import logging
 import os
 import select
 import time
 import tty
+from types import SimpleNamespace
 
 import pytest
 
+from rlfm_edge.discretize import Discretizer
+from rlfm_edge.inference.planning_engine import PlanningEngine
+from rlfm_edge.runtime import OnlineAgent
+from rlfm_edge.runtime.serial_loop import RandomActor, SerialAgentLoop
 from rlfm_edge.serial.link import SerialLink
 from rlfm_edge.serial.protocol import Action, FrameDecoder, Heartbeat, Observation, encode_frame
 
@@ -119,7 +125,10 @@ def test_unplugged_port_is_reopened_with_backoff_when_it_comes_back(port):
     assert msg is not None and msg.observation == (2.0,)
     assert link.counters.connects == 2
     assert link.send(Action(msg.seq, 1))
-    assert any(isinstance(m, Action) for m in robot.receive())
+    seen = []  # heartbeats can arrive in a read of their own before the ACTION (pty buffering)
+    while not any(isinstance(m, Action) for m in seen) and (batch := robot.receive()):
+        seen += batch
+    assert any(isinstance(m, Action) for m in seen)
     link.close()
     robot.unplug()
 
@@ -132,3 +141,52 @@ def test_backoff_grows_to_its_cap_while_the_port_is_missing(port):
     # 0.01 + 0.02 + 0.04 + 0.04 ... : far fewer attempts than with no backoff
     assert 4 <= attempts <= 0.5 / 0.04 + 4
     assert time.monotonic() - t0 >= 0.5
+
+
+def test_a_reset_frame_received_twice_is_answered_once_and_starts_one_episode(port):
+    """The duplicate used to restart the episode: a second ACTION for seq 0, a spurious cut
+    episode, and the next transition credited to the second action instead of the one sent."""
+    agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), PlanningEngine(), horizon=5,
+                        n_actions=2)
+    robot = Robot(port)
+    with SerialLink(port, heartbeat_s=0) as link:
+        loop = SerialAgentLoop(link, agent)
+        reset = encode_frame(Observation((0.1,), 0.0, reset=True, seq=0))
+        os.write(robot.master, reset + reset + encode_frame(Observation((0.6,), 1.0, seq=1)))
+        actions, deadline = [], time.monotonic() + 5
+        while not any(a.ack_seq == 1 for a in actions) and time.monotonic() < deadline:
+            loop.run(duration_s=0.05)
+            actions += robot.receive(timeout=0.05)
+    robot.unplug()
+    agent.close(save=False)
+    assert [a.ack_seq for a in actions] == [0, 1]
+    assert loop.counters.resets == 1 and loop.episodes == []
+    assert link.decoder.counters.duplicates == 1
+    stats = agent.stats
+    assert stats.n_transitions == 1 and stats.n_sa[0, actions[0].action] == 1
+
+
+def test_dropped_frames_are_logged_per_cause_at_most_once_per_interval(port, caplog):
+    robot = Robot(port)
+    with caplog.at_level(logging.WARNING, logger="rlfm_edge.serial.protocol"), \
+            SerialLink(port, heartbeat_s=0) as link:
+        os.write(robot.master, b"\x07\xff\x12garbage\x00" * 3)
+        robot.send(Observation((1.0,), 0.5))
+        assert _receive(link, Observation) is not None
+    robot.unplug()
+    assert link.decoder.counters.bad_cobs == 3
+    (record,) = [r for r in caplog.records if "bad_cobs" in r.getMessage()]
+    assert "serial: dropped a frame" in record.getMessage() and "bad_cobs: 1 so far" in record.getMessage()
+
+
+def test_refused_observations_are_logged_with_their_count_at_most_once_per_interval(caplog):
+    sent = []
+    link = SimpleNamespace(send=lambda msg: sent.append(msg) or True)  # handle() only sends
+    loop = SerialAgentLoop(link, RandomActor(n_actions=2, n_dims=1), warn_every_s=60)
+    with caplog.at_level(logging.WARNING, logger="rlfm_edge.runtime.serial_loop"):
+        for seq in range(3):
+            loop.handle(Observation((float("nan"),), 0.0, seq=seq))
+    assert loop.counters.invalid_observations == 3 and [m.ref_seq for m in sent] == [0, 1, 2]
+    (record,) = caplog.records
+    assert record.getMessage().startswith("refused observation 0: observation:")
+    assert record.getMessage().endswith("(invalid_observations: 1 so far)")

@@ -1,4 +1,8 @@
+import itertools
+import logging
+import os
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -132,6 +136,26 @@ def test_reset_flag_restarts_the_sequence_check():
     assert dec.feed(encode_frame(obs)) == [obs]
 
 
+def test_the_same_reset_frame_twice_is_a_duplicate_not_a_second_restart():
+    dec = FrameDecoder()
+    reset = encode_frame(Observation((1.0,), 0.0, reset=True, seq=0))
+    out = dec.feed(reset + reset + encode_frame(Observation((2.0,), 1.0, seq=1)))
+    assert [m.seq for m in out] == [0, 1] and dec.counters.duplicates == 1
+    assert dec.feed(reset) == [Observation((1.0,), 0.0, reset=True, seq=0)]  # a new restart
+
+
+def test_dropped_frames_are_warned_per_cause_then_at_most_once_per_interval(caplog):
+    dec = FrameDecoder(warn_every_s=0.5)
+    bad_crc = cobs_encode(encode_payload(Heartbeat(1, seq=1)) + b"\x00\x00") + b"\x00"
+    with caplog.at_level(logging.WARNING, logger="rlfm_edge.serial.protocol"):
+        dec.feed(bad_crc * 3 + encode_frame(Heartbeat(1, seq=1)) * 2)
+        time.sleep(0.6)
+        dec.feed(bad_crc)
+    assert [r.getMessage().rsplit("(", 1)[1] for r in caplog.records] == [
+        "bad_crc: 1 so far)", "duplicates: 1 so far)", "bad_crc: 4 so far)"]
+    assert all(r.getMessage().startswith("serial: dropped a frame") for r in caplog.records)
+
+
 def test_peer_restarting_silently_is_resynchronised_after_a_few_rejections():
     dec = FrameDecoder()
     dec.feed(encode_frame(Heartbeat(0, seq=30000)))
@@ -148,6 +172,12 @@ def test_too_many_observation_values_cannot_be_encoded():
 C_CHECK = r"""
 #include <stdio.h>
 #include "rlfm_protocol.h"
+static size_t read_frame(uint8_t *f) {
+  size_t len = 0;
+  int c;
+  while (len < RLFM_MAX_FRAME && scanf("%2x", &c) == 1 && c != 0) f[len++] = (uint8_t)c;
+  return len;
+}
 int main(void) {
   uint8_t out[RLFM_MAX_FRAME];
   float obs[2] = {1.0f, 2.5f};
@@ -158,17 +188,41 @@ int main(void) {
   for (size_t i = 0; i < n; i++) printf("%02x", out[i]);
   printf("\n");
   uint8_t f[RLFM_MAX_FRAME], p[RLFM_MAX_PAYLOAD + 2];
-  size_t len = 0;
-  int c;
-  while (scanf("%2x", &c) == 1 && c != 0) f[len++] = (uint8_t)c;
+  size_t len = read_frame(f);
   uint16_t ack = 0;
   int32_t a = 0;
   size_t pl = rlfm_unframe(f, len, p);
   int ok = rlfm_parse_action(p, pl, &ack, &a);
   printf("%d %u %d\n", ok, ack, a);
+  while ((len = read_frame(f)) > 0) printf("%zu\n", rlfm_unframe(f, len, p));
   return 0;
 }
 """
+
+
+def _overlong_frame() -> bytes:
+    """RLFM_MAX_FRAME (518) bytes of `02 x` blocks, which decode to 517 bytes (3 more than the
+    C side's payload buffer) with a valid CRC, so only a bound on the output refuses them."""
+    for x, y in itertools.product(range(1, 256), repeat=2):
+        payload = bytes(v for b in [1, x, y] + [0x41] * 255 for v in (b, 0))[:-1]
+        crc = crc16_ccitt_false(payload)
+        if crc & 0xFF == 0 and crc >> 8:
+            frame = bytes(v for b in payload[::2] + bytes([crc >> 8]) for v in (2, b))
+            assert len(frame) == 518 and len(cobs_decode(frame)) == 517
+            return frame + b"\x00"
+    raise AssertionError("no such frame")
+
+
+def _sanitizer_flags(cc: str, tmp_path) -> list[str]:
+    """-fsanitize=address where this compiler builds and runs it, so an overflow aborts."""
+    import subprocess
+
+    flags = ["-fsanitize=address", "-g"]
+    probe = subprocess.run([cc, *flags, "-x", "c", "-", "-o", str(tmp_path / "probe")],
+                           input="int main(void) { return 0; }", capture_output=True, text=True)
+    if probe.returncode != 0 or subprocess.run([str(tmp_path / "probe")]).returncode != 0:
+        return []
+    return flags
 
 
 def test_reference_c_header_speaks_the_same_bytes(tmp_path):
@@ -181,12 +235,15 @@ def test_reference_c_header_speaks_the_same_bytes(tmp_path):
         pytest.skip("no C compiler here")
     (tmp_path / "check.c").write_text(C_CHECK)
     include = Path(__file__).resolve().parents[1] / "examples"
-    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{include}", "check.c",
-                    "-o", "check"], cwd=tmp_path, check=True)
-    action = encode_frame(Action(ack_seq=513, action=-2, seq=9)).hex()
-    lines = subprocess.run([str(tmp_path / "check")], input=action, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
+    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *_sanitizer_flags(cc, tmp_path),
+                    f"-I{include}", "check.c", "-o", "check"], cwd=tmp_path, check=True)
+    largest = encode_frame(Error(1, 0, "x" * 600, seq=9))  # a 512-byte payload, the most allowed
+    frames = encode_frame(Action(ack_seq=513, action=-2, seq=9)) + largest + _overlong_frame()
+    lines = subprocess.run([str(tmp_path / "check")], input=frames.hex(), capture_output=True,
+                           text=True, check=True, env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"}
+                           ).stdout.split("\n")
     assert lines[0] == encode_frame(Observation((1.0, 2.5), 0.5, True, False, seq=7,
                                                 terminal=True)).hex()
     assert lines[1] == encode_frame(Heartbeat(123456, seq=300)).hex()
     assert lines[2] == "1 513 -2"
+    assert lines[3:5] == ["512", "0"]  # the largest payload fits; the overlong frame is refused

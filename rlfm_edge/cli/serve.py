@@ -1,13 +1,15 @@
 """`rlfm-edge serve`: the agent against a robot over a serial port (protocol in the README).
 
-Runs until Ctrl-C (or --episodes / --duration); the statistics are saved periodically and
-at exit, so the next start carries on from them.
+Runs until Ctrl-C or SIGTERM (or --episodes / --duration); the statistics are saved
+periodically and at exit, so the next start carries on from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import threading
 from pathlib import Path
 
@@ -42,6 +44,28 @@ def positive(kind):
     return parse
 
 
+@contextlib.contextmanager
+def stop_on_sigterm(stop: threading.Event):
+    """While inside, SIGTERM (systemd, docker stop, kill) sets ``stop`` instead of killing the
+    process, so the loop ends as on Ctrl-C: statistics saved, log closed. Only the main
+    thread may install signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def dropped_summary(counters) -> str:
+    """The dropped-frame total of DecoderCounters with its causes: "5 frames dropped (bad_crc 3,
+    duplicates 2)", so the summary says what to look at."""
+    causes = ", ".join(f"{cause} {n}" for cause, n in counters.dropped_by_cause().items())
+    return f"{counters.dropped} frames dropped" + (f" ({causes})" if causes else "")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from rlfm_edge.runtime import RobotConfig, SerialAgentLoop
     from rlfm_edge.serial.link import SerialLink
@@ -65,18 +89,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     link = SerialLink(args.port, args.baud)
     loop = SerialAgentLoop(link, agent, on_episode=report)
     stop = threading.Event()
-    try:
-        loop.run(max_episodes=args.episodes, duration_s=args.duration, stop=stop)
-    except KeyboardInterrupt:
-        print("stopping")
-    finally:
-        link.close()
-        agent.close()
-    c, lc, dc = agent.counters, loop.counters, link.decoder.counters
+    with stop_on_sigterm(stop):
+        try:
+            loop.run(max_episodes=args.episodes, duration_s=args.duration, stop=stop)
+        except KeyboardInterrupt:
+            print("stopping")
+        finally:
+            link.close()
+            agent.close()
+    if stop.is_set():
+        print("stopped by SIGTERM")
+    c, lc = agent.counters, loop.counters
     print(f"{lc.episodes} episodes, {c.transitions} transitions, {c.refreshes} refreshes "
           f"({c.late_refreshes} late, {c.refresh_failures} failed); {lc.invalid_observations} "
-          f"invalid observations, {lc.repeats_answered} repeats answered, {dc.dropped} frames "
-          f"dropped, {link.counters.disconnects} disconnects; statistics saved {c.saves} times "
+          f"invalid observations, {lc.repeats_answered} repeats answered, "
+          f"{dropped_summary(link.decoder.counters)}, {lc.unexpected} unexpected messages, "
+          f"{link.counters.disconnects} disconnects; statistics saved {c.saves} times "
           f"({c.save_failures} failures)" + (f" to {config.stats_path}" if config.stats_path
                                              else ""))
     return 0

@@ -274,11 +274,11 @@ class OnlineAgent:
         if start is not None and not self._late_flagged and t0 - start > self.deadline_s:
             self._flag_late()
         c.steps += 1
-        dt = time.perf_counter() - t0
+        obs = np.array(observation, np.float32) if self.transition_log is not None else None
+        dt = time.perf_counter() - t0  # after the copy for the log: the caller waits for it too
         c.last_step_latency_s = dt
         if dt > self.deadline_s:
             c.step_overruns += 1
-        obs = np.array(observation, np.float32) if self.transition_log is not None else None
         self._queue.append((self._episode, c.steps, obs, s, a, reward, prev, int(dt * 1e9)))
 
         if prev is not None:  # after queueing, so the refresh's snapshot has this transition
@@ -344,7 +344,8 @@ class OnlineAgent:
     def save_statistics(self, path: str | os.PathLike | None = None) -> bool:
         """Save the live statistics now (to the persistence path if ``path`` is None).
 
-        False when the disk refused (logged and counted); raises ValueError without a path.
+        False when the disk refused (logged; counted for the persistence path), as callers
+        such as the ROS node's save service answer with it; raises ValueError without a path.
         """
         if path is None and self.persistence is None:
             raise ValueError("save_statistics: no path given and no persistence configured")
@@ -352,7 +353,11 @@ class OnlineAgent:
             self._drain()
             if path is None:
                 return self.persistence.save(self._stats)
-            self._stats.save(path, keep_previous=True)
+            try:
+                self._stats.save(path, keep_previous=True)
+            except OSError as exc:
+                log.error("could not save statistics to %s (%s)", path, exc)
+                return False
         return True
 
     # -- refresh control -------------------------------------------------------------------

@@ -21,7 +21,14 @@ from typing import Protocol
 import numpy as np
 
 from rlfm_edge.runtime.online_agent import InvalidObservation
-from rlfm_edge.serial.protocol import ERR_INVALID_OBSERVATION, Action, Error, Observation
+from rlfm_edge.serial.protocol import (
+    ERR_INVALID_OBSERVATION,
+    WARN_EVERY_S,
+    Action,
+    Error,
+    Observation,
+    RateLimitedWarnings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +92,17 @@ class LoopCounters:
 
 class SerialAgentLoop:
     """Drives ``actor`` from the messages of ``link`` (a SerialLink or anything with
-    ``receive(timeout)`` and ``send(msg)``). ``on_episode`` is called after each episode."""
+    ``receive(timeout)`` and ``send(msg)``). ``on_episode`` is called after each episode;
+    refused observations and unexpected messages are logged at most once per ``warn_every_s``."""
 
     def __init__(self, link, actor: Actor,
-                 on_episode: Callable[[EpisodeRecord], None] | None = None) -> None:
+                 on_episode: Callable[[EpisodeRecord], None] | None = None,
+                 warn_every_s: float = WARN_EVERY_S) -> None:
         self.link = link
         self.actor = actor
         self.on_episode = on_episode
         self.counters = LoopCounters()
+        self.warnings = RateLimitedWarnings(log, warn_every_s)
         self._can_terminate = getattr(actor, "has_terminal_state", False)
         self._warned_terminal = False
         self._last_key: tuple | None = None
@@ -124,6 +134,8 @@ class SerialAgentLoop:
                             msg.text)
             elif msg is not None:
                 self.counters.unexpected += 1
+                self.warnings.warn("unexpected", self.counters.unexpected,
+                                   f"ignored a {type(msg).__name__} from the robot")
         return self.episodes
 
     def handle(self, msg: Observation) -> None:
@@ -157,6 +169,8 @@ class SerialAgentLoop:
                 action = int(self.actor.step(msg.observation, reward))
         except InvalidObservation as exc:
             c.invalid_observations += 1
+            self.warnings.warn("invalid_observations", c.invalid_observations,
+                               f"refused observation {msg.seq}: {exc}")
             self.link.send(Error(ERR_INVALID_OBSERVATION, msg.seq, str(exc)[:100]))
             return
         if first:

@@ -23,7 +23,9 @@ Bodies:
 
 from __future__ import annotations
 
+import logging
 import struct
+import time
 from dataclasses import dataclass, field
 
 PROTOCOL_VERSION = 1
@@ -45,6 +47,10 @@ FLAG_REPEAT = 0x08
 ERR_BAD_FRAME = 1  # the receiver dropped a frame (CRC, version, type, length)
 ERR_INVALID_OBSERVATION = 2  # NaN/inf or wrong length: no ACTION will answer it
 ERR_INTERNAL = 3
+
+WARN_EVERY_S = 10.0  # a recurring kind of bad input is logged at most this often
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,27 @@ def _exact(body: bytes, size: int) -> None:
 
 
 # -- stream decoding ---------------------------------------------------------------------------
+class RateLimitedWarnings:
+    """``log.warning`` for bad input that may recur every tick: the first of each cause, then
+    at most one per ``every_s`` with the count so far, so a noisy wire cannot flood the log."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = WARN_EVERY_S) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self._next: dict[str, float] = {}
+
+    def warn(self, cause: str, count: int, text: str) -> None:
+        now = time.monotonic()
+        if now < self._next.get(cause, now):
+            return
+        self._next[cause] = now + self.every_s
+        self.logger.warning("%s (%s: %d so far)", text, cause, count)
+
+
+_DROP_CAUSES = ("bad_cobs", "bad_crc", "bad_version", "unknown_type", "bad_length", "oversize",
+                "duplicates", "out_of_order")
+
+
 @dataclass
 class DecoderCounters:
     frames_ok: int = 0
@@ -237,8 +264,11 @@ class DecoderCounters:
 
     @property
     def dropped(self) -> int:
-        return (self.bad_cobs + self.bad_crc + self.bad_version + self.unknown_type
-                + self.bad_length + self.oversize + self.duplicates + self.out_of_order)
+        return sum(getattr(self, cause) for cause in _DROP_CAUSES)
+
+    def dropped_by_cause(self) -> dict[str, int]:
+        """The causes that dropped frames, with their counts."""
+        return {cause: getattr(self, cause) for cause in _DROP_CAUSES if getattr(self, cause)}
 
 
 @dataclass
@@ -254,8 +284,13 @@ class SeqTracker:
     rejected_in_row: int = field(default=0, repr=False)
 
     def check(self, seq: int, restart: bool = False) -> str | None:
-        """None when ``seq`` is accepted, else "duplicates" or "out_of_order"."""
-        if self.last is None or restart or self.rejected_in_row >= self.resync_after:
+        """None when ``seq`` is accepted, else "duplicates" or "out_of_order".
+
+        ``restart`` (a RESET frame) accepts any number but the last one accepted: that is the
+        same RESET frame again, and taking it twice would start the episode twice.
+        """
+        fresh = self.last is None or self.rejected_in_row >= self.resync_after
+        if fresh or (restart and seq != self.last):
             self.last, self.rejected_in_row = seq, 0
             return None
         delta = (seq - self.last) & 0xFFFF
@@ -277,9 +312,11 @@ class FrameDecoder:
     without a 0x00 are discarded up to the next 0x00.
     """
 
-    def __init__(self, max_payload: int = MAX_PAYLOAD, check_seq: bool = True) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD, check_seq: bool = True,
+                 warn_every_s: float = WARN_EVERY_S) -> None:
         self.max_frame = max_payload + CRC_SIZE + (max_payload + CRC_SIZE) // 254 + 1
         self.counters = DecoderCounters()
+        self.warnings = RateLimitedWarnings(log, warn_every_s)
         self.seq = SeqTracker() if check_seq else None
         self._buf = bytearray()
         self._overflow = False
@@ -301,7 +338,7 @@ class FrameDecoder:
                 if len(self._buf) + len(chunk) > self.max_frame:
                     self._buf.clear()
                     self._overflow = True
-                    self.counters.oversize += 1
+                    self._drop("oversize", f"more than {self.max_frame} bytes without a 0x00")
                 else:
                     self._buf += chunk
             if end < 0:
@@ -315,31 +352,37 @@ class FrameDecoder:
             self._buf.clear()
             start = end + 1
 
+    def _drop(self, cause: str, detail: str) -> None:
+        """Count a dropped frame under ``cause`` (a counter's name) and log it, rate-limited."""
+        count = getattr(self.counters, cause) + 1
+        setattr(self.counters, cause, count)
+        self.warnings.warn(cause, count, f"serial: dropped a frame: {detail}")
+
     def _decode_frame(self, frame: bytes) -> Message | None:
         c = self.counters
         try:
             raw = cobs_decode(frame)
-        except ValueError:
-            c.bad_cobs += 1
+        except ValueError as exc:
+            self._drop("bad_cobs", str(exc))
             return None
         if len(raw) < HEADER.size + CRC_SIZE:
-            c.bad_length += 1
+            self._drop("bad_length", f"{len(raw)} bytes is shorter than a header and CRC")
             return None
         payload, (crc,) = raw[:-CRC_SIZE], struct.unpack("<H", raw[-CRC_SIZE:])
         if crc16_ccitt_false(payload) != crc:
-            c.bad_crc += 1
+            self._drop("bad_crc", "CRC mismatch")
             return None
         try:
             msg = decode_payload(payload)
         except FrameError as exc:
-            setattr(c, exc.reason, getattr(c, exc.reason) + 1)
+            self._drop(exc.reason, str(exc))
             return None
         if self.seq is not None:
             resyncing = self.seq.last is not None and self.seq.rejected_in_row >= \
                 self.seq.resync_after
             verdict = self.seq.check(msg.seq, restart=isinstance(msg, Observation) and msg.reset)
             if verdict is not None:
-                setattr(c, verdict, getattr(c, verdict) + 1)
+                self._drop(verdict, f"seq {msg.seq} after {self.seq.last}")
                 return None
             c.seq_resyncs += resyncing
         c.frames_ok += 1
