@@ -2,16 +2,20 @@
 
 Each test starts the node in its own process (``python -m rlfm_edge_ros.agent_node``) and
 drives it from a test node with lifecycle_msgs service calls, as a launch system would.
-DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of its own.
+DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, and ROS_LOCALHOST_ONLY=1
+where a sourced Humble ignores the former) in a domain of its own.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -25,29 +29,41 @@ if str(PKG_SRC) not in sys.path:
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
+from rlfm_edge_ros.agent_node import qos_profiles  # noqa: E402
 from rlfm_edge_ros.client import AgentClient  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from rlfm_edge.stats import CountStats  # noqa: E402
 
 NO_ACTION_WAIT_S = 0.5  # valid observations are answered in milliseconds
+# distros that ignore ROS_AUTOMATIC_DISCOVERY_RANGE (it came with Iron); Jazzy warns on ROS_LOCALHOST_ONLY
+PRE_IRON_DISTROS = ("foxy", "galactic", "humble")
 
 
 @pytest.fixture(scope="module")
-def ros_context():
-    """DDS on loopback in a domain of this module's own, set before rclpy starts."""
-    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")}
+def ros_env():
+    """DDS on loopback in a domain of this module's own, set before any rclpy context starts."""
+    keys = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 40)
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
+    if os.environ.get("ROS_DISTRO") in PRE_IRON_DISTROS:
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    yield
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def ros_context(ros_env):
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
 
 
 @pytest.fixture
@@ -248,6 +264,74 @@ def test_invalid_parameters_are_rejected_at_set_time_with_the_reason(start_agent
     assert client.change_state("configure")  # the rejected values never took effect
 
 
+def test_invalid_parameters_at_launch_are_refused_and_reported_while_the_node_stays_up(start_agent,
+                                                                                       tmp_path):
+    # a value the node refuses, one out of the descriptor's range, one of the wrong type
+    client, proc, _ = start_agent("backend:=cuda", "observation_dim:=0", "horizon:=long")
+    diag = client.latest_diagnostics(lambda d: d["rejected_parameters"] != "")
+    assert diag is not None, _log(tmp_path)
+    rejected = diag["rejected_parameters"]
+    assert "'cuda'" in rejected and "observation_dim" in rejected and "horizon" in rejected, rejected
+    assert diag["_level"] == 1 and "backend" in diag["_message"]
+    assert "rejected parameter backend" in _log(tmp_path)
+
+    assert client.set_parameters(precision="int4", n_actions=0) == [(False, ANY), (False, ANY)]
+    diag = client.latest_diagnostics(lambda d: "int4" in d["rejected_parameters"])
+    assert diag is not None and "n_actions" in diag["rejected_parameters"]
+
+    assert all(ok for ok, _ in client.set_parameters(backend="planning", precision="fp32", n_actions=3))
+    assert client.change_state("configure")  # with the defaults of the refused launch values
+    diag = client.latest_diagnostics(lambda d: d["state"] == "inactive")
+    assert diag["backend"] == "planning" and diag["n_states"] == "16" and diag["n_actions"] == "3"
+    standing = diag["rejected_parameters"]  # cleared for those set to a valid value since
+    assert "observation_dim" in standing and "horizon" in standing, standing
+    assert not any(word in standing for word in ("cuda", "int4", "n_actions")), standing
+    assert proc.poll() is None
+
+
+def _reliability(client: AgentClient, topic: str, publisher: bool) -> ReliabilityPolicy | None:
+    """The reliability of the agent's endpoint on ``topic`` as the graph shows it now (None: no endpoint).
+
+    Only the reliability: DDS discovery does not carry the history depth, so the graph reports 0.
+    """
+    n, name = client.node, f"{client.agent}/{topic}"
+    infos = n.get_publishers_info_by_topic(name) if publisher else n.get_subscriptions_info_by_topic(name)
+    return next((i.qos_profile.reliability for i in infos if i.node_name == client.agent[1:]), None)
+
+
+def _shows(client: AgentClient, topic: str, publisher: bool, reliability: ReliabilityPolicy) -> bool:
+    return client.spin_until(lambda: _reliability(client, topic, publisher) == reliability, 10)
+
+
+def test_qos_follows_the_parameters_at_each_configure_and_a_summary_comes_each_period(start_agent):
+    params = {"observation_qos_depth": 7, "observation_reliability": "reliable",
+              "action_qos_depth": 3, "action_reliability": "best_effort"}
+    observation, action = qos_profiles(params.__getitem__)
+    assert (observation.depth, action.depth) == (7, 3)
+    client, _, _ = start_agent("backend:=planning", "summary_period_s:=0.25",
+                               *(f"{k}:={v}" for k, v in params.items()))
+    assert client.change_state("configure")
+    assert _shows(client, "action", True, ReliabilityPolicy.BEST_EFFORT)
+    assert _shows(client, "observation", False, ReliabilityPolicy.RELIABLE)
+    assert client.change_state("cleanup")
+    assert client.set_parameters(action_reliability="reliable") == [(True, "")]
+    assert client.change_state("configure")
+    assert _shows(client, "action", True, ReliabilityPolicy.RELIABLE)
+    assert not client.summaries  # only while active
+
+    assert client.change_state("activate")
+    assert client.wait_connected()
+    _episode(client, 10, 4)
+    client.summaries.clear()
+    client.spin_until(lambda: False, 1.0)
+    assert 2 <= len(client.summaries) <= 6  # every 0.25 s, not per observation
+    summary = json.loads(client.summaries[-1])
+    assert summary["transitions"] == 9 and summary["episodes"] == 1 and summary["n_states"] == 16
+    assert len(summary["action_counts"]) == 4 and sum(summary["action_counts"]) == 9
+    assert 1 <= summary["visited_states"] <= 16 and isinstance(summary["has_policy"], bool)
+    assert math.isclose(summary["mean_reward"], 0.5, abs_tol=1e-5)  # rewards 0.9, 0.8, ..., 0.1
+
+
 def test_joint_state_observations_concatenate_the_selected_fields(start_agent):
     client, _, _ = start_agent("backend:=planning", "observation_type:=joint_state",
                                "observation_dim:=4", "joint_state_fields:=[position, velocity]",
@@ -330,7 +414,8 @@ def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:
     return any(type(m).__name__ == kind for m in out)
 
 
-def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_on_humble(monkeypatch):
+def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_on_humble(ros_env,
+                                                                                         monkeypatch):
     from rclpy.executors import SingleThreadedExecutor
     from rlfm_edge_ros.executor import executor_class, make_executor
 

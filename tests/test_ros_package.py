@@ -7,6 +7,7 @@ checked as Python syntax trees; the launch_testing test in the package runs wher
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,6 +91,29 @@ def test_shipped_parameter_files_name_only_declared_parameters_with_valid_values
             assert check_parameter(key, value) is None, (name, key)
 
 
+def test_serial_bridge_parameters_are_described_read_only_and_the_shipped_values_fit():
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed: the bridge module imports it")
+    pytest.importorskip("serial", reason="pyserial is not installed (the `serial` extra)")
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(PKG))
+    from rlfm_edge_ros.serial_bridge import PARAMETERS, _descriptor
+
+    shipped = yaml.safe_load((PKG / "config" / "robot_stack.yaml").read_text())
+    shipped = shipped["rlfm_serial_bridge"]["ros__parameters"]
+    assert set(shipped) <= set(PARAMETERS), set(shipped) - set(PARAMETERS)
+    for name, (default, description, spec) in PARAMETERS.items():
+        d = _descriptor(name, default, description, spec)
+        assert d.read_only and d.description, name
+        value = shipped.get(name, default)
+        assert type(value) is type(default), name
+        if spec is not None:
+            (r,) = d.integer_range or d.floating_point_range
+            assert r.from_value == spec[0] and r.to_value == spec[1] and spec[0] <= value <= spec[1], name
+
+
 def test_example_discretizer_config_loads_with_256_states():
     from rlfm_edge.discretize import Discretizer
 
@@ -105,6 +129,25 @@ def test_jetson_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_launch_testing_test_exists_for_machines_with_ros2():
+def _pip_installs() -> list[str]:
+    """Each `pip install` command in Dockerfile.jetson's RUN instructions, continuation lines joined."""
+    text = (ROOT / "Dockerfile.jetson").read_text().replace("\\\n", " ")
+    return [cmd for line in text.splitlines() if line.startswith("RUN")
+            for cmd in line.split("&&") if "pip install" in cmd]
+
+
+def test_jetson_image_takes_torch_from_the_jetson_index_alone_and_keeps_numpy_1():
+    installs = _pip_installs()
+    torch = [cmd for cmd in installs if re.search(r"\btorch\b", cmd)]
+    # with PyPI in view too, pip would prefer its manylinux torch, not built for the Jetson GPU
+    assert torch and all("--index-url" in cmd and "--extra-index-url" not in cmd for cmd in torch), torch
+    # numpy 2 would break Humble's compiled message modules
+    assert all(re.search(r"numpy[^\s\"]*<2\b", cmd) for cmd in installs), installs
+
+
+def test_launch_testing_test_exists_for_machines_with_ros2_and_keeps_dds_to_itself():
     source = (PKG / "test" / "test_agent_launch.py").read_text()
     assert "generate_test_description" in source and "rlfm_agent.launch.py" in source
+    for setting in ('"ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"', '"ROS_DOMAIN_ID"] =',
+                    '"ROS_LOCALHOST_ONLY"] = "1"'):  # the last for Humble, which ignores the first
+        assert setting in source, setting

@@ -7,7 +7,9 @@ statistics all happen in ``rlfm_edge.runtime.OnlineAgent``. This node maps messa
 Lifecycle: configure loads the discretizer, the statistics and the engine (a failure is
 logged, shown in /diagnostics, and leaves the node unconfigured); activate starts answering
 observations; deactivate stops and saves; cleanup and shutdown save and release; after
-shutdown the process exits with code 0. Parameters take effect at the next configure.
+shutdown the process exits with code 0. Parameters take effect at the next configure. An
+invalid value is refused with the reason, logged and shown in /diagnostics; one given at
+launch leaves the default in place instead of stopping the node.
 
 Message order callers keep: a reward refers to the action before it and arrives before the
 next observation; ``~/episode_end`` comes after the episode's last reward and before the
@@ -36,6 +38,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -155,10 +158,11 @@ class AgentNode(LifecycleNode):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
+        self._rejected: dict[str, str] = {}  # parameter -> why its last requested value was refused
         # registered before declaring, so invalid overrides from a launch file are refused too
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for name, (default, description, spec) in PARAMETERS.items():
-            self.declare_parameter(name, default, _descriptor(name, default, description, spec))
+            self._declare(name, default, description, spec)
         self.finished = False  # set by the shutdown transition; main() then exits
         self._agent: OnlineAgent | None = None
         self._active = False
@@ -180,13 +184,39 @@ class AgentNode(LifecycleNode):
     def _param(self, name: str):
         return self.get_parameter(name).value
 
+    def _declare(self, name: str, default, description: str, spec) -> None:
+        """Declare one parameter; an invalid launch override is refused and reported, not fatal."""
+        try:
+            self.declare_parameter(name, default, _descriptor(name, default, description, spec))
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            reason = str(exc).removesuffix(f": {name}")  # rclpy appends the name
+            self._note_rejection([name], f"{reason}; using the default {default!r}")
+            self.declare_parameter(name, default, _descriptor(name, default, description, spec),
+                                   ignore_override=True)
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         for p in params:
             reason = check_parameter(p.name, p.value)
             if reason is not None:
-                self.get_logger().warning(f"rejected parameter: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
+
+    def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
+        """The parameter services set through here: record refusals, the descriptors' ones included."""
+        result = super().set_parameters_atomically(parameter_list)
+        names = [p.name for p in parameter_list]
+        if result.successful:
+            for name in names:
+                self._rejected.pop(name, None)
+        else:
+            self._note_rejection(names, result.reason)
+        return result
+
+    def _note_rejection(self, names: list[str], reason: str) -> None:
+        """Log a refused value and keep the reason for /diagnostics until a valid one is set."""
+        for name in names:
+            self._rejected[name] = reason if reason.startswith(name) else f"{name}: {reason}"
+        self.get_logger().warning(f"rejected parameter {', '.join(names)}: {reason}")
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -478,6 +508,7 @@ class AgentNode(LifecycleNode):
         values = {"state": "active" if self._active else
                   ("inactive" if self._agent is not None else "unconfigured"),
                   "last_error": self._last_error, "last_drop_reason": self._last_drop,
+                  "rejected_parameters": "; ".join(self._rejected.values()),
                   "loop_rate_hz": f"{self._loop_rate:.1f}", **self._io}
         a = self._agent
         if a is not None:
@@ -498,6 +529,9 @@ class AgentNode(LifecycleNode):
             })
         if self._last_error:
             status.level, status.message = DiagnosticStatus.ERROR, self._last_error
+        elif self._rejected:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"rejected parameters: {', '.join(self._rejected)}"
         elif not self._active:
             status.level, status.message = DiagnosticStatus.WARN, f"not acting ({values['state']})"
         elif self._io["dropped_observations"] or self._io["dropped_rewards"]:

@@ -17,6 +17,7 @@ import math
 from collections import deque
 
 import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
@@ -28,16 +29,34 @@ from rlfm_edge_ros.executor import spin
 
 NO_ACTION = -1  # the answer to an EPISODE_END observation, as `rlfm-edge serve` sends
 
+# name -> (default, description, range (lo, hi) or None)
+PARAMETERS: dict[str, tuple] = {
+    "port": ("/dev/ttyACM0", "serial device of the robot", None),
+    "baudrate": (115200, "baud rate of the serial port", (50, 12_000_000)),
+    "agent": ("/rlfm_agent", "fully qualified name of the rlfm_agent node", None),
+    "observation_dim": (2, "length of every observation vector (the agent's observation_dim)",
+                        (1, 1024)),
+    "poll_period_s": (0.001, "how often the serial port is read", (1e-4, 1.0)),
+}
+
+
+def _descriptor(name: str, default, description: str, spec) -> ParameterDescriptor:
+    """Read-only: the bridge reads its parameters once, at start, so a later set would do nothing."""
+    d = ParameterDescriptor(name=name, description=description, read_only=True)
+    if isinstance(default, int) and spec is not None:
+        d.integer_range = [IntegerRange(from_value=spec[0], to_value=spec[1], step=0)]
+    elif isinstance(default, float) and spec is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=spec[0], to_value=spec[1], step=0.0)]
+    return d
+
 
 class SerialBridge(Node):
     def __init__(self) -> None:
         super().__init__("rlfm_serial_bridge")
-        port = self.declare_parameter("port", "/dev/ttyACM0").value
-        baud = self.declare_parameter("baudrate", 115200).value
-        agent = self.declare_parameter("agent", "/rlfm_agent").value
-        self._dim = self.declare_parameter("observation_dim", 2).value
-        poll = self.declare_parameter("poll_period_s", 0.001).value
-        self._link = SerialLink(port, baud, read_timeout_s=0.0)
+        p = {name: self.declare_parameter(name, default, _descriptor(name, default, description, spec)).value
+             for name, (default, description, spec) in PARAMETERS.items()}
+        agent, self._dim = p["agent"], p["observation_dim"]
+        self._link = SerialLink(p["port"], p["baudrate"], read_timeout_s=0.0)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._obs_pub = self.create_publisher(Float32MultiArray, f"{agent}/observation", reliable)
         self._reward_pub = self.create_publisher(Float32, f"{agent}/reward", reliable)
@@ -47,7 +66,7 @@ class SerialBridge(Node):
         self._in_episode = False
         self._last_key: tuple | None = None
         self._last_action = NO_ACTION
-        self.create_timer(poll, self._poll)
+        self.create_timer(p["poll_period_s"], self._poll)
 
     def _poll(self) -> None:
         if self._obs_pub.get_subscription_count() == 0:
