@@ -32,7 +32,7 @@ def main() -> int:
     args = parser.parse_args()
     import onnx
 
-    fp32 = OnnxRuntimeEngine(args.model)
+    fp32 = OnnxRuntimeEngine(args.model, providers=["CPUExecutionProvider"])  # as SessionEngine runs
     int8_path, _ = read_spec(args.model, "int8")  # the file only: the surgery below builds the sessions
     fp32_model, int8_model = onnx.load(str(fp32.path)), onnx.load(str(int8_path))
     dims = (fp32.max_states, fp32.max_actions, fp32.max_successors)

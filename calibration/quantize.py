@@ -47,6 +47,12 @@ class _Reader:
 def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
                   method: str = "minmax", per_channel: bool = False) -> dict:
     """Write ``model.int8.onnx`` (+ ``.json``) beside the verified ``model.onnx``; returns the spec."""
+    return write_int8(model_dir, *quantize_qdq(model_dir, samples, method, per_channel))
+
+
+def quantize_qdq(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
+                 method: str = "minmax", per_channel: bool = False) -> tuple:
+    """The Q/DQ model of the verified ``model.onnx`` and its export description, in memory."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -86,7 +92,7 @@ def quantize_int8(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
                               "samples": len(samples), "float_nodes": exclude,
                               "onnxruntime": onnxruntime.__version__}}
     qspec.pop("parity_max_abs_diff", None)
-    return write_int8(model_dir, model, qspec)
+    return model, qspec
 
 
 def write_int8(model_dir: Path, model, qspec: dict) -> dict:

@@ -110,27 +110,27 @@ def layer_sensitivity(fp32_model, int8_model, reference, feats, progress: bool =
     return out
 
 
-def keep_float(model_dir, k: int, mdps: int = 100, seed: int = 1234, progress: bool = True) -> dict:
-    """Rewrite ``model.int8.onnx`` in ``model_dir`` with its ``k`` most sensitive MatMuls in
-    float (mixed precision), ranked by ``layer_sensitivity`` on ``mdps`` prior MDPs of
-    ``seed``; returns the new export description."""
+def keep_float(model_dir, int8_model, qspec: dict, k: int, mdps: int = 100, seed: int = 1234,
+               progress: bool = True) -> tuple:
+    """``int8_model`` (of ``model_dir``'s verified ``model.onnx``, described by ``qspec``) with
+    its ``k`` most sensitive MatMuls in float (mixed precision), ranked by ``layer_sensitivity``
+    on ``mdps`` prior MDPs of ``seed``; returns the model and its description, unwritten."""
     import onnx
 
     from calibration.calibset import prior_features
-    from calibration.quantize import write_int8
-    from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine, read_spec
+    from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
 
-    fp32 = OnnxRuntimeEngine(model_dir)
-    int8_path, spec = read_spec(model_dir, "int8")
-    fp32_model, int8_model = onnx.load(str(fp32.path)), onnx.load(str(int8_path))
     n_quantized = len(quantized_linear_nodes(int8_model))
     if isinstance(k, bool) or not 0 <= k <= n_quantized:
-        raise ValueError(f"keep float: expected 0 to {n_quantized} (the INT8 MatMuls of "
-                         f"{int8_path}), got {k!r}")
+        raise ValueError(f"keep float: expected 0 to {n_quantized} (the INT8 MatMuls of the "
+                         f"model), got {k!r}")
+    if mdps < 1:
+        raise ValueError(f"keep float: ranking needs at least 1 prior MDP, got {mdps}")
+    fp32 = OnnxRuntimeEngine(model_dir, providers=["CPUExecutionProvider"])  # as the candidates run
+    fp32_model = onnx.load(str(fp32.path))
     feats = prior_features(mdps, seed, fp32.max_states, fp32.max_actions, fp32.max_successors)
     alone = layer_sensitivity(fp32_model, int8_model, fp32, feats, progress)
     kept = sorted(alone, key=alone.get)[:k]
-    quantization = {**spec["quantization"], "float_nodes": spec["quantization"]["float_nodes"] + kept,
+    quantization = {**qspec["quantization"], "float_nodes": qspec["quantization"]["float_nodes"] + kept,
                     "mixed_precision": {"kept_float": kept, "ranked_on_prior_mdps": mdps, "seed": seed}}
-    return write_int8(model_dir, dequantize_nodes(int8_model, fp32_model, set(kept)),
-                      {**spec, "quantization": quantization})
+    return dequantize_nodes(int8_model, fp32_model, set(kept)), {**qspec, "quantization": quantization}

@@ -223,7 +223,10 @@ def test_calibrate_keep_float_writes_a_mixed_precision_model_without_dead_int8_c
     assert not quantized_linear_nodes(onnx.load(model / "model.int8.onnx"))
     assert np.abs(OnnxRuntimeEngine(model, precision="int8").run_padded(x) - fp32).max() < 1e-5
     capsys.readouterr()
-    assert main(args + ["--keep-float", "-1"]) != 0
-    assert "--keep-float: expected a count >= 0, got -1" in capsys.readouterr().err
-    assert main(args + ["--keep-float", str(everything + 1)]) != 0
-    assert f"keep float: expected 0 to {everything}" in capsys.readouterr().err
+    written = (model / "model.int8.onnx").read_bytes()
+    for bad, message in ((["--keep-float", "-1"], "--keep-float: expected a count >= 0, got -1"),
+                         (["--keep-float", str(everything + 1)], f"keep float: expected 0 to {everything}"),
+                         (["--keep-float", "2", "--rank-mdps", "0"], "--rank-mdps: expected at least 1")):
+        assert main(args + bad) != 0
+        assert message in capsys.readouterr().err
+        assert (model / "model.int8.onnx").read_bytes() == written  # refused before anything is written

@@ -8,12 +8,14 @@ from pathlib import Path
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from calibration.calibset import build_calibration_set, load_calibration_set, save_calibration_set
-    from calibration.quantize import quantize_int8
+    from calibration.quantize import quantize_qdq, write_int8
     from rlfm_edge.inference.onnx_backend import read_spec
 
     _, spec = read_spec(args.model, "fp32")
     if args.keep_float < 0:
         raise ValueError(f"--keep-float: expected a count >= 0, got {args.keep_float}")
+    if args.keep_float and args.rank_mdps < 1:
+        raise ValueError(f"--rank-mdps: expected at least 1, got {args.rank_mdps}")
     dims = (spec["max_states"], spec["max_actions"], spec["max_successors"])
     if args.calibration_set and Path(args.calibration_set).is_file() and not (args.log or args.stats):
         samples, meta = load_calibration_set(args.calibration_set)
@@ -29,13 +31,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             save_calibration_set(args.calibration_set, samples,
                                  {"dims": list(dims), "seed": args.seed, "samples": args.samples,
                                   "logs": args.log, "stats": args.stats})
-    qspec = quantize_int8(args.model, samples, method=args.method)
-    if args.keep_float:
+    model, qspec = quantize_qdq(args.model, samples, method=args.method)
+    if args.keep_float:  # one write at the end: a failed ranking leaves the previous file as it was
         from calibration.sensitivity import keep_float
 
-        qspec = keep_float(args.model, args.keep_float, mdps=args.rank_mdps, seed=args.rank_seed)
+        model, qspec = keep_float(args.model, model, qspec, args.keep_float, mdps=args.rank_mdps,
+                                  seed=args.rank_seed)
         print(f"kept the {args.keep_float} most sensitive INT8 MatMuls in float: "
               + ", ".join(qspec["quantization"]["mixed_precision"]["kept_float"]))
+    qspec = write_int8(args.model, model, qspec)
     print(f"wrote {Path(args.model) / qspec['file']} ({qspec['bytes'] / 1e6:.2f} MB, "
           f"{qspec['quantization']['qdq_nodes']} Q/DQ pairs, {len(samples)} calibration samples)")
     return 0
