@@ -14,6 +14,7 @@ from rlfm_edge.planning import optimal_value, value_iteration
 
 BASELINES = ["ucbvi", "ucbvi_bernstein", "qlearning", "qlearning_eps", "psrl", "random"]
 LEARNERS = [n for n in BASELINES if n != "random"]
+PAPER_VARIANTS = ["ucbvi_paper", "qlearning_paper"]  # explore like random agents: not LEARNERS
 
 
 def riverswim(horizon: int = 20) -> TabularMDP:
@@ -62,10 +63,41 @@ def regret(mdp: TabularMDP, name: str, episodes: int, seeds, **kw) -> float:
     return float(np.mean(totals))
 
 
+# A fixed transition sequence on S=3, A=2, H=4: it visits every pair, reaches every step, and
+# does not depend on the agent, so two agents fed it can be compared value by value.
+S_FIX, A_FIX, H_FIX = 3, 2, 4
+
+
+def fixed_episode(k: int):
+    """(h, s, a, r, s_next) of episode k; actions are imposed, so act() only sets the step."""
+    s = 0
+    for h in range(H_FIX):
+        a = (k + h * h) % A_FIX
+        s_next = (s + a + k) % S_FIX
+        yield h, s, a, ((5 * k + 3 * h) % 7) / 6, s_next
+        s = s_next
+
+
+def play(agent, k: int) -> list[tuple]:
+    """Feed episode k to the agent; returns its transitions (s, a, r, s_next)."""
+    steps = list(fixed_episode(k))
+    for h, s, a, r, s_next in steps:
+        agent.act(s, h)
+        agent.observe(s, a, r, s_next)
+    agent.end_episode()
+    return [(s, a, r, s_next) for _, s, a, r, s_next in steps]
+
+
+def feed(agent, episodes: int):
+    for k in range(episodes):
+        play(agent, k)
+    return agent
+
+
 # -- registry -------------------------------------------------------------------------------
 def test_registry_lists_baselines_and_rlfm():
     names = agent_names()
-    for name in [*BASELINES, "rlfm"]:
+    for name in [*BASELINES, *PAPER_VARIANTS, "rlfm"]:
         assert name in names
 
 
@@ -82,7 +114,7 @@ def test_rlfm_reports_why_it_is_unavailable(monkeypatch):
     assert "rlfm" in unavailable_agents()["rlfm"]
 
 
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", [*BASELINES, *PAPER_VARIANTS])
 def test_make_agent_builds_every_baseline(name):
     agent = make_agent(name, 4, 3, 6, seed=1)
     assert (agent.n_states, agent.n_actions, agent.horizon) == (4, 3, 6)
@@ -95,7 +127,7 @@ def test_unknown_keyword_is_a_value_error():
 
 
 # -- argument checks ------------------------------------------------------------------------
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", [*BASELINES, *PAPER_VARIANTS])
 @pytest.mark.parametrize("args,field", [((-1, 2, 5), "n_states"), ((3, 0, 5), "n_actions"),
                                         ((3, 2, 0), "horizon"), ((3.5, 2, 5), "n_states"),
                                         ((True, 2, 5), "n_states")])
@@ -112,6 +144,10 @@ def test_bad_sizes_are_rejected_naming_the_field(name, args, field):
     ("qlearning", {"p": 0.0}, "p"),
     ("qlearning_eps", {"epsilon": 1.5}, "epsilon"),
     ("qlearning_eps", {"step_size": "fast"}, "step_size"),
+    ("ucbvi", {"paper": "false"}, "paper"),
+    ("qlearning", {"paper": 1}, "paper"),
+    ("ucbvi_paper", {"n_episodes": 0}, "n_episodes"),
+    ("qlearning_paper", {"n_episodes": 2.5}, "n_episodes"),
     ("psrl", {"prior_transitions": 0.0}, "prior_transitions"),
     ("random", {"seed": -3}, "seed"),
 ])
@@ -132,7 +168,7 @@ def test_out_of_range_inputs_are_rejected():
 
 
 # -- behaviour ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", [*BASELINES, *PAPER_VARIANTS])
 def test_a_fixed_seed_gives_the_same_run(name):
     mdp = riverswim(10)
     runs = [run_episodes(mdp, make_agent(name, 6, 2, 10, seed=3), 30, seed=3) for _ in range(2)]
@@ -180,6 +216,119 @@ def test_ucbvi_is_optimistic_early_with_the_textbook_bonus():
                 agent.observe(s, a, r, s_next)
                 s = s_next
             agent.end_episode()
+
+
+# Q_1 after feed(agent, 6), recorded before the paper variants were added: the defaults feed
+# BENCHMARKS.md, so they must not move (tolerance only for BLAS summation order).
+DEFAULT_Q1 = {
+    "ucbvi": [2.2807063272702366, 2.3807063272702367, 2.860719021651994,
+              2.0669837733376863, 2.166983773337686, 2.6107190216519944],
+    "ucbvi_bernstein": [2.6559083841372217, 2.755908384137222, 3.0,
+                        2.454740384474197, 2.5214070511408635, 3.0],
+    "qlearning": [2.021573907785204, 2.5187286115634313, 2.6876305339197657,
+                  2.3546350918872574, 2.1865443504011894, 3.0205200408763884],
+    "qlearning_eps": [2.0, 2.5, 2.6666666666666665, 2.3333333333333335, 2.1666666666666665, 3.0],
+}
+
+
+@pytest.mark.parametrize("name", DEFAULT_Q1)
+def test_default_agents_keep_their_recorded_values(name):
+    agent = feed(make_agent(name, S_FIX, A_FIX, H_FIX), 6)
+    np.testing.assert_allclose(agent.Q[1].ravel(), DEFAULT_Q1[name], rtol=1e-13, atol=0)
+
+
+# -- paper mode: the published algorithms, checked against minimal transcriptions ------------
+def paper_ucbvi_q(data, T: int, c: float, Q_prev: np.ndarray | None, delta: float = 0.1):
+    """Azar et al. 2017, Algorithms 2-3 (UCBVI-CH) on the transitions ``data`` (s, a, r, s').
+
+    Q_h = min(Q_prev_h, H, R̂ + P̂ V_{h+1} + c 7 H L sqrt(1/N)), Q_h = H where N = 0; the
+    minimum with Q_prev is skipped when it is None. Steps 1..H, stored at index h - 1.
+    """
+    S, A, H = S_FIX, A_FIX, H_FIX
+    N, N_next, R_sum = np.zeros((S, A)), np.zeros((S, A, S)), np.zeros((S, A))
+    for s, a, r, s_next in data:
+        N[s, a] += 1
+        N_next[s, a, s_next] += 1
+        R_sum[s, a] += r
+    L = np.log(5 * S * A * T / delta)
+    Q, V_next = np.zeros((H, S, A)), np.zeros(S)
+    for h in range(H, 0, -1):
+        for s in range(S):
+            for a in range(A):
+                if N[s, a] == 0:
+                    Q[h - 1, s, a] = H
+                    continue
+                b = c * 7 * H * L * np.sqrt(1 / N[s, a])
+                q = min(H, (R_sum[s, a] + N_next[s, a] @ V_next) / N[s, a] + b)
+                Q[h - 1, s, a] = q if Q_prev is None else min(Q_prev[h - 1, s, a], q)
+        V_next = Q[h - 1].max(axis=1)
+    return Q
+
+
+@pytest.mark.parametrize("bonus_scale,n_episodes", [(None, None), (0.01, None), (0.01, 10)])
+def test_ucbvi_paper_matches_the_published_algorithm(bonus_scale, n_episodes):
+    kw = {} if bonus_scale is None else {"bonus_scale": bonus_scale}
+    agent = make_agent("ucbvi_paper", S_FIX, A_FIX, H_FIX, n_episodes=n_episodes, **kw)
+    data, Q = [], np.full((H_FIX, S_FIX, A_FIX), float(H_FIX))
+    for k in range(10):
+        T = H_FIX * (n_episodes or k + 1)
+        Q = paper_ucbvi_q(data, T, 1.0 if bonus_scale is None else bonus_scale, Q)
+        np.testing.assert_allclose(agent.Q, Q, rtol=1e-12, atol=1e-12)
+        data += play(agent, k)
+    assert (Q < H_FIX).any() if bonus_scale else (Q == H_FIX).all()  # c = 1 keeps Q at H
+
+
+def test_ucbvi_paper_values_never_increase_across_episodes():
+    """The min with the previous Q binds: without it the growing anytime L raises some Q."""
+    agent = make_agent("ucbvi_paper", S_FIX, A_FIX, H_FIX, bonus_scale=0.01)
+    data, raised = [], False
+    for k in range(12):
+        previous = agent.Q.copy()
+        data += play(agent, k)
+        assert np.all(previous >= agent.Q)
+        raised |= bool(np.any(paper_ucbvi_q(data, H_FIX * (k + 2), 0.01, None) > previous))
+    assert raised
+
+
+class PaperQLearning:
+    """Jin et al. 2018, Algorithm 1 (UCB-Hoeffding): Q_h = H, V_h = min(H, max_a Q_h), V_{H+1} = 0."""
+
+    def __init__(self, c: float, p: float = 0.1) -> None:
+        S, A, H = S_FIX, A_FIX, H_FIX
+        self.c, self.p = c, p
+        self.Q = np.full((H, S, A), float(H))
+        self.V = np.vstack([np.full((H, S), float(H)), np.zeros((1, S))])
+        self.N = np.zeros((H, S, A))
+
+    def update(self, h: int, s: int, a: int, r: float, s_next: int, T: int) -> None:
+        H = H_FIX
+        self.N[h, s, a] += 1
+        t = self.N[h, s, a]
+        alpha = (H + 1) / (H + t)
+        b = self.c * np.sqrt(H**3 * np.log(S_FIX * A_FIX * T / self.p) / t)
+        self.Q[h, s, a] = (1 - alpha) * self.Q[h, s, a] + alpha * (r + self.V[h + 1, s_next] + b)
+        self.V[h, s] = min(H, self.Q[h, s].max())
+
+
+@pytest.mark.parametrize("bonus_scale,n_episodes", [(None, None), (0.01, None), (0.01, 10)])
+def test_qlearning_paper_matches_the_published_algorithm(bonus_scale, n_episodes):
+    kw = {} if bonus_scale is None else {"bonus_scale": bonus_scale}
+    agent = make_agent("qlearning_paper", S_FIX, A_FIX, H_FIX, n_episodes=n_episodes, **kw)
+    ref = PaperQLearning(1.0 if bonus_scale is None else bonus_scale)
+    for k in range(10):
+        for h, s, a, r, s_next in fixed_episode(k):
+            agent.act(s, h)
+            agent.observe(s, a, r, s_next)
+            ref.update(h, s, a, r, s_next, T=H_FIX * (n_episodes or k + 1))
+            np.testing.assert_allclose(agent.Q, ref.Q, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(agent.V, ref.V, rtol=1e-12, atol=1e-12)
+        agent.end_episode()
+    assert (ref.Q < H_FIX).any() if bonus_scale else (ref.Q >= H_FIX).all()  # c = 1 keeps Q >= H
+
+
+def test_paper_mode_refuses_the_unimplemented_bernstein_bonus():
+    with pytest.raises(ValueError, match="Bernstein bonus .* not implemented.*N'_"):
+        make_agent("ucbvi_bernstein", 3, 2, 5, paper=True)
 
 
 def test_psrl_samples_are_distributions():

@@ -24,7 +24,9 @@ __all__ = ["Agent", "make_agent", "agent_names", "unavailable_agents"]
 _BUILTIN: dict[str, Callable[..., Agent]] = {
     "ucbvi": UCBVIAgent,
     "ucbvi_bernstein": partial(UCBVIAgent, bonus="bernstein"),
+    "ucbvi_paper": partial(UCBVIAgent, paper=True),
     "qlearning": UCBQLearningAgent,
+    "qlearning_paper": partial(UCBQLearningAgent, paper=True),
     "qlearning_eps": EpsGreedyQLearningAgent,
     "psrl": PSRLAgent,
     "random": RandomAgent,

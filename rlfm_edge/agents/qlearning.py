@@ -19,7 +19,13 @@ keeps every V_h at its cap H - h for thousands of episodes). The default is c = 
 regret over 300 episodes rose steadily with c from 0 to 0.05, where it matches a
 uniformly random agent; the (H + 1) / (H + t) step size keeps the optimistic initial
 values alive long enough to explore on its own. T = H * (episodes so far + 1)
-(anytime; the paper uses the total T = KH).
+(anytime), or the paper's total T = H K when ``n_episodes=K`` is given.
+
+``paper=True`` (registered as ``qlearning_paper``) is Algorithm 1 as published, for
+comparisons with independent implementations: Q_h and V_h start at H and V_h is capped at H
+(not H - h), and c = 1 by default: the paper fixes no value of c, so c = 1 is our choice for
+"paper mode", not a value from the paper. Pass ``n_episodes`` (bench: ``--agent-kw
+qlearning_paper:n_episodes=K``) for the paper's T = K H.
 
 ``qlearning_eps`` -- plain Q-learning with optimistic initial values Q_h = H - h,
 epsilon-greedy actions with a constant epsilon = 0.1 (``epsilon``), and the same
@@ -36,19 +42,29 @@ from rlfm_edge.agents.base import (
     argmax_random_tie,
     check_choice,
     check_positive_float,
+    check_positive_int,
     check_probability,
 )
 
 STEP_SIZES = ("jin", "1/t")
+DEFAULT_BONUS_SCALE = 0.001
+PAPER_BONUS_SCALE = 1.0
 
 
 class _StepQAgent(Agent):
-    """Shared state: optimistic step-indexed tables Q_h, V_h and counts N_h(s, a)."""
+    """Shared state: optimistic step-indexed tables Q_h, V_h and counts N_h(s, a).
 
-    def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int = 0) -> None:
+    Q_h and V_h start at their cap: H - h, or H at every step h < H with ``cap_at_horizon``
+    (the paper's looser bound).
+    """
+
+    def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int = 0,
+                 cap_at_horizon: bool = False) -> None:
         super().__init__(n_states, n_actions, horizon, seed)
         H, S, A = self.horizon, self.n_states, self.n_actions
         cap = (H - np.arange(H + 1, dtype=np.float64))  # H - h, and 0 at h = H
+        if cap_at_horizon:
+            cap[:H] = H
         self._cap = cap
         self.Q = np.broadcast_to(cap[:H, None, None], (H, S, A)).copy()
         self.V = np.broadcast_to(cap[:, None], (H + 1, S)).copy()
@@ -68,16 +84,25 @@ class UCBQLearningAgent(_StepQAgent):
     name = "qlearning"
 
     def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int = 0,
-                 bonus_scale: float = 0.001, p: float = 0.1) -> None:
-        super().__init__(n_states, n_actions, horizon, seed)
+                 bonus_scale: float | None = None, p: float = 0.1, paper: bool = False,
+                 n_episodes: int | None = None) -> None:
+        if not isinstance(paper, bool):
+            raise ValueError(f"paper: expected True or False, got {paper!r}")
+        super().__init__(n_states, n_actions, horizon, seed, cap_at_horizon=paper)
+        self.paper = paper
+        if bonus_scale is None:
+            bonus_scale = PAPER_BONUS_SCALE if paper else DEFAULT_BONUS_SCALE
         self.bonus_scale = check_positive_float("bonus_scale", bonus_scale, allow_zero=True)
         self.p = check_probability("p", p)
+        self.n_episodes = (None if n_episodes is None
+                           else check_positive_int("n_episodes", n_episodes))
 
     def _observe(self, s: int, a: int, r: float, s_next: int, h: int) -> None:
         H = self.horizon
         self.n_h[h, s, a] += 1
         t = int(self.n_h[h, s, a])
-        iota = np.log(self.n_states * self.n_actions * H * (self.episode + 1) / self.p)
+        T = H * (self.n_episodes or self.episode + 1)
+        iota = np.log(self.n_states * self.n_actions * T / self.p)
         bonus = self.bonus_scale * np.sqrt(H**3 * iota / t)
         alpha = self._alpha(t)
         target = r + self.V[h + 1, s_next] + bonus

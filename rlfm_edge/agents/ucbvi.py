@@ -9,8 +9,8 @@ and act greedily (ties broken at random). A pair never tried has Q_h = H - h, th
 largest possible value (the paper's "Q = H if N = 0"). Steps h are 0-based, so H - h is
 the value range left; the paper clips at H, which is looser and changes nothing else.
 
-Bonuses, with N = N(s, a) and L = ln(5 S A T / delta), T = H * k the steps up to the
-current episode k (an anytime T: the agent does not know the number of episodes):
+Bonuses, with N = N(s, a) and L = ln(5 S A T / delta), T = H * (k + 1) after k finished
+episodes (an anytime T), or the paper's total T = H K when ``n_episodes=K`` is given:
 
 * ``bonus="hoeffding"`` (UCBVI-CH): b = c (H - h) sqrt(2 L / N). The paper's bonus is
   7 H L sqrt(1/N), i.e. c = 7 sqrt(L / 2) (~19 for RiverSwim at 300 episodes) with H
@@ -35,6 +35,15 @@ optimistic untried pairs) never found the far bank of RiverSwim in 3 of 5 seeds.
 Hoeffding bonus at h = 0, H = 20, L ~ 15 is ~ 2.2 / sqrt(N).
 The paper's minimum with the previous episode's Q (monotone values, for the proof)
 is not applied: with a scaled-down bonus it would freeze early optimistic errors.
+
+``paper=True`` (registered as ``ucbvi_paper``) is UCBVI-CH exactly as published, for
+comparisons with independent implementations: b = c 7 H L sqrt(1/N) with c = ``bonus_scale``
+= 1 by default, Q_h = min(Q_{k-1,h}, H, R̂ + P̂ V_{h+1} + b) (clipped at H, and never above
+the previous episode's Q, which starts at H), untried pairs Q_h = H. Pass ``n_episodes``
+(bench: ``--agent-kw ucbvi_paper:n_episodes=K``) for the paper's T = K H. It acts like a
+uniformly random agent for hundreds of episodes (see the Hoeffding note above). The paper's
+Bernstein bonus is not implemented (its third term needs per-step visit counts
+N'_{h+1}(y)), so ``bonus="bernstein"`` with ``paper=True`` is refused.
 """
 
 from __future__ import annotations
@@ -46,12 +55,14 @@ from rlfm_edge.agents.base import (
     argmax_random_tie,
     check_choice,
     check_positive_float,
+    check_positive_int,
     check_probability,
 )
 from rlfm_edge.planning import backward_induction
 
 BONUSES = ("hoeffding", "bernstein")
 DEFAULT_SCALE = {"hoeffding": 0.02, "bernstein": 0.01}
+PAPER_SCALE = 1.0  # the paper's constants, unscaled
 
 
 class UCBVIAgent(Agent):
@@ -61,44 +72,64 @@ class UCBVIAgent(Agent):
 
     def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int = 0,
                  bonus: str = "hoeffding", bonus_scale: float | None = None,
-                 delta: float = 0.1) -> None:
+                 delta: float = 0.1, paper: bool = False, n_episodes: int | None = None) -> None:
         super().__init__(n_states, n_actions, horizon, seed)
         self.bonus = check_choice("bonus", bonus, BONUSES)
-        self.bonus_scale = (DEFAULT_SCALE[bonus] if bonus_scale is None
+        if not isinstance(paper, bool):
+            raise ValueError(f"paper: expected True or False, got {paper!r}")
+        if paper and bonus == "bernstein":
+            raise ValueError("paper=True needs bonus='hoeffding': the paper's Bernstein bonus "
+                             "(Algorithm 4) is not implemented, its third term needs the "
+                             "per-step visit counts N'_{h+1}(y)")
+        self.paper = paper
+        default_scale = PAPER_SCALE if paper else DEFAULT_SCALE[bonus]
+        self.bonus_scale = (default_scale if bonus_scale is None
                             else check_positive_float("bonus_scale", bonus_scale, allow_zero=True))
         self.delta = check_probability("delta", delta)
-        self.Q = np.zeros((self.horizon, self.n_states, self.n_actions))
+        self.n_episodes = (None if n_episodes is None
+                           else check_positive_int("n_episodes", n_episodes))
+        # Q_0 = H: the start of paper mode's running minimum; otherwise overwritten by _plan.
+        self.Q = np.full((self.horizon, self.n_states, self.n_actions), float(self.horizon))
         self._plan()
 
     def log_term(self) -> float:
-        """L = ln(5 S A T / delta) with T = H * (episodes so far + 1)."""
-        T = self.horizon * (self.episode + 1)
+        """L = ln(5 S A T / delta), T = H * n_episodes if given, else H * (episodes so far + 1)."""
+        T = self.horizon * (self.n_episodes or self.episode + 1)
         return float(np.log(5 * self.n_states * self.n_actions * T / self.delta))
+
+    def cap(self, h: int) -> int:
+        """The largest Q_h: the paper's H in paper mode, else the H - h steps left."""
+        return self.horizon if self.paper else self.horizon - h
 
     def bonuses(self, V_next: np.ndarray | None = None, h: int = 0) -> np.ndarray:
         """b_h (S, A) for step h; the Bernstein bonus needs V_{h+1} (S,)."""
         H, L, c = self.horizon, self.log_term(), self.bonus_scale
         n = np.maximum(self.stats.n_sa, 1)
-        if self.bonus == "hoeffding":
+        if self.paper:
+            b = c * 7 * H * L * np.sqrt(1 / n)
+        elif self.bonus == "hoeffding":
             b = c * (H - h) * np.sqrt(2 * L / n)
         else:
             P = self.stats.P_hat()
             mean = P @ V_next
             var = np.maximum(P @ V_next**2 - mean**2, 0.0)
             b = c * (np.sqrt(8 * L * var / n) + 14 * (H - h) * L / (3 * n))
-        return np.where(self.stats.n_sa == 0, H - h, b)
+        return np.where(self.stats.n_sa == 0, self.cap(h), b)
 
     def _plan(self) -> None:
         R, P = self.stats.R_hat(), self.stats.P_hat()
-        if self.bonus == "hoeffding":
+        if self.bonus == "hoeffding" and not self.paper:
             bonus = np.stack([self.bonuses(h=h) for h in range(self.horizon)])
             self.Q, _ = backward_induction(P, R, self.horizon, bonus=bonus, v_max=1.0)
             return
-        # The variance bonus depends on V_{h+1}: one backward step at a time.
+        # The variance bonus depends on V_{h+1}, and paper mode's minimum with the previous
+        # episode's Q_h feeds into V_h: one backward step at a time.
         V = np.zeros(self.n_states)
         for h in range(self.horizon - 1, -1, -1):
             q = R + P @ V + self.bonuses(V, h)
-            self.Q[h] = np.minimum(q, self.horizon - h)
+            if self.paper:
+                q = np.minimum(q, self.Q[h])
+            self.Q[h] = np.minimum(q, self.cap(h))
             V = self.Q[h].max(axis=1)
 
     def _act(self, s: int, h: int) -> int:
