@@ -15,7 +15,14 @@ from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E
 from rlfm_edge.model.dense import DenseGAT  # noqa: E402
 from rlfm_edge.model.features import INPUT_NAMES  # noqa: E402
 from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
-from rlfm_edge.model.io import ModelFileError, load_model, save_model, verify_manifest  # noqa: E402
+from rlfm_edge.model.io import (  # noqa: E402
+    ModelFileError,
+    load_model,
+    save_model,
+    sha256_file,
+    verify_manifest,
+    write_manifest,
+)
 from training.export import export_onnx, random_stats, valid_logit_diff  # noqa: E402
 
 SMAX, AMAX = 12, 4
@@ -92,3 +99,22 @@ def test_export_cli_writes_into_the_output_folder(exported, tmp_path, capsys):
     assert args.func(args) == 0
     assert "Smax=6" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / "model.onnx.json").read_text())["max_states"] == 6
+
+
+def test_export_overwrites_a_corrupted_onnx_and_vouches_for_no_file_it_did_not_write(exported, tmp_path):
+    import shutil
+
+    from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
+
+    d = shutil.copytree(exported[1], tmp_path / "m")
+    (d / "model.int8.onnx").write_bytes(b"an int8 model")
+    (d / "model.int8.onnx.json").write_text(json.dumps(
+        {"sha256": sha256_file(d / "model.int8.onnx"), "max_states": SMAX, "max_actions": AMAX,
+         "max_successors": 4}))
+    write_manifest(d)
+    for name in ("model.onnx", "model.int8.onnx"):
+        (d / name).write_bytes((d / name).read_bytes()[:10])  # half-written
+    export_onnx(d)
+    assert OnnxRuntimeEngine(d).max_states == SMAX
+    with pytest.raises(ModelFileError, match=r"model\.int8\.onnx: sha256 does not match the manifest"):
+        verify_manifest(d, required=("model.int8.onnx",))

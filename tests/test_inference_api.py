@@ -105,6 +105,30 @@ def test_a_backend_failing_at_run_time_hands_over_to_the_next(dirs, caplog):
     assert "broken/fp32 failed at run time" in caplog.text and "device lost" in caplog.text
 
 
+def test_a_batch_falls_back_like_a_single_call(dirs, caplog):
+    engine = FallbackEngine([("broken", _Broken), ("torch", lambda: make_engine("torch", dirs[0]))])
+    rng = np.random.default_rng(4)
+    batch = [(random_stats(rng, 6, 3, 50), 5), (random_stats(rng, 4, 2, 20), 7)]
+    with caplog.at_level(logging.WARNING):
+        logits = engine.policy_batch(batch)
+    assert engine.backend == "torch" and [x.shape for x in logits] == [(6, 3), (4, 2)]
+    assert "broken/fp32 failed at run time" in caplog.text
+
+
+def test_auto_and_every_engine_take_a_batch(dirs):
+    class OneAtATime(PolicyEngine):
+        backend, precision, max_states, max_actions = "one", "fp32", 8, 3
+
+        def policy(self, stats, horizon):
+            return np.full((stats.n_states, stats.n_actions), float(horizon))
+
+    stats = random_stats(np.random.default_rng(5), 5, 3, 40)
+    assert [x[0, 0] for x in OneAtATime().policy_batch([(stats, 2), (stats, 3)])] == [2.0, 3.0]
+    engine = make_engine("auto", model=dirs[1])
+    (got,) = engine.policy_batch([(stats, 4)])
+    np.testing.assert_allclose(got, engine.policy(stats, 4), atol=1e-5)
+
+
 def test_errors_in_the_callers_input_are_not_hidden_by_fallback(dirs):
     engine = make_engine("auto", model=dirs[1])
     with pytest.raises(ModelLimitError, match="S=9"):

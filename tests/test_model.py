@@ -140,6 +140,19 @@ def test_features_reject_non_finite_statistics():
         build_features(stats, 10, 4)
 
 
+def test_features_overflowing_float32_are_refused_naming_the_feature():
+    stats = CountStats(3, 2)
+    stats.update(0, 1, 1e39, 2)  # finite in float64, inf as the float32 mean reward
+    with pytest.raises(ValueError, match=r"sa_x column 3 \(mean reward\) is NaN or inf at row 1"):
+        build_features(stats, 10, 4)
+
+
+@pytest.mark.parametrize("horizon", [float("nan"), float("inf")])
+def test_a_bad_horizon_is_a_value_error_naming_the_horizon(horizon):
+    with pytest.raises(ValueError, match="horizon: expected a positive integer"):
+        build_features(CountStats(3, 2), horizon, 4)
+
+
 def test_padding_rejects_statistics_above_the_model_size():
     f = build_features(CountStats(30, 2), 10, 4)
     with pytest.raises(ValueError, match="Smax=20"):
@@ -156,8 +169,22 @@ def test_model_directory_round_trip_and_manifest_check(tmp_path):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelFileError, match="sha256"):
+    with pytest.raises(ModelFileError, match=r"weights\.npz: sha256 does not match.*rlfm-edge train"):
         load_model(tmp_path / "m")
+
+
+def test_the_manifest_covers_only_model_files_and_old_manifests_listing_others_still_load(tmp_path):
+    from rlfm_edge.model.io import write_manifest
+
+    m = tmp_path / "m"
+    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1)), m)
+    (m / "notes.txt").write_text("x")
+    (m / "weights.npz.abc.tmp").write_bytes(b"a leftover")
+    assert set(write_manifest(m)["files"]) == {"weights.npz", "config.json"}
+    manifest = json.loads((m / "manifest.json").read_text())
+    manifest["files"]["calibration.npz"] = "0" * 64  # listed by an older version, since deleted
+    (m / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(m).config.hidden == 8
 
 
 def test_model_config_mismatch_is_rejected(tmp_path):

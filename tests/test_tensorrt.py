@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rlfm_edge.inference import available_backends, make_engine
+from rlfm_edge.inference import available_backends, make_engine, tensorrt_backend
 from rlfm_edge.inference.engine_cache import EngineKey, load_plan, plan_path, record_path, store_plan
 from rlfm_edge.inference.tensorrt_backend import unavailable_reason
+from rlfm_edge.model.io import ModelFileError, sha256_file, write_manifest
 
 KEY = EngineKey("ab" * 32, "int8", "10.9.0", "NVIDIA Orin (sm_87)")
 TRT_REASON = unavailable_reason()
@@ -24,9 +28,9 @@ def test_a_stored_engine_is_found_again_for_the_same_key(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, why", [
-    ("trt_version", "11.0.0", "trt_version '10.9.0' -> '11.0.0'"),
-    ("gpu", "NVIDIA H100 (sm_90)", "gpu"),
-    ("onnx_sha256", "cd" * 32, "onnx_sha256"),
+    ("trt_version", "11.0.0", "TensorRT '10.9.0' -> '11.0.0'"),
+    ("gpu", "NVIDIA H100 (sm_90)", "GPU 'NVIDIA Orin (sm_87)' -> 'NVIDIA H100 (sm_90)'"),
+    ("onnx_sha256", "cd" * 32, "ONNX 'abababababab' -> 'cdcdcdcdcdcd'"),
 ])
 def test_an_engine_built_for_another_setup_is_a_logged_miss(tmp_path, caplog, field, value, why):
     plan = store_plan(tmp_path / "e.plan", KEY, b"engine bytes")
@@ -51,6 +55,96 @@ def test_a_corrupted_or_unrecorded_engine_is_a_logged_miss(tmp_path, caplog):
 def test_keys_differ_by_precision_so_engines_never_collide(tmp_path):
     fp16 = EngineKey(**{**KEY.__dict__, "precision": "fp16"})
     assert plan_path(tmp_path, KEY) != plan_path(tmp_path, fp16)
+
+
+def _key(**changes) -> EngineKey:
+    return EngineKey(**{**KEY.__dict__, **changes})
+
+
+@pytest.mark.parametrize("changes, why", [
+    ({"trt_version": "10.10.0"}, "TensorRT '10.9.0' -> '10.10.0'"),
+    ({"gpu": "NVIDIA Thor (sm_110)"}, "GPU 'NVIDIA Orin (sm_87)' -> 'NVIDIA Thor (sm_110)'"),
+    ({"onnx_sha256": "cd" * 32}, "ONNX 'abababababab' -> 'cdcdcdcdcdcd'"),  # re-exported in place
+])
+def test_a_cache_miss_says_what_changed_since_the_cached_engine_of_the_model_was_built(
+        tmp_path, caplog, changes, why):
+    old = store_plan(plan_path(tmp_path, KEY), KEY, b"old engine", source="/robot/model/model.int8.onnx")
+    store_plan(plan_path(tmp_path, _key(onnx_sha256="ef" * 32)), _key(onnx_sha256="ef" * 32), b"other model",
+               source="/robot/other/model.int8.onnx")
+    new = _key(**changes)
+    with caplog.at_level(logging.INFO):
+        assert load_plan(plan_path(tmp_path, new), new, "/robot/model/model.int8.onnx") is None
+    assert f"cached {old.name} was built for another setup: {why}" in caplog.text
+    assert "other model" not in caplog.text and caplog.text.count("was built for another setup") == 1
+
+
+def test_a_cache_miss_for_a_model_never_cached_says_so(tmp_path, caplog):
+    store_plan(plan_path(tmp_path, KEY), KEY, b"old engine", source="/robot/model/model.int8.onnx")
+    new = _key(onnx_sha256="cd" * 32)
+    with caplog.at_level(logging.INFO):
+        assert load_plan(plan_path(tmp_path, new), new, "/robot/other/model.int8.onnx") is None
+    assert "none cached for this model and precision" in caplog.text
+
+
+@pytest.fixture
+def onnx_dir(tmp_path):
+    """A model directory with stand-in ONNX files: the engine cache reads only their hashes."""
+    d = tmp_path / "model"
+    d.mkdir()
+    for name in ("model.onnx", "model.int8.onnx"):
+        (d / name).write_bytes(f"stand-in for {name}".encode())
+        (d / f"{name}.json").write_text(json.dumps({"sha256": sha256_file(d / name), "max_states": 8,
+                                                    "max_actions": 2, "max_successors": 2}))
+    write_manifest(d)
+    return d
+
+
+def test_a_rebuild_deletes_the_engines_it_supersedes_and_keeps_the_others(onnx_dir, tmp_path, monkeypatch):
+    source = str((onnx_dir / "model.int8.onnx").resolve())
+    sha = sha256_file(onnx_dir / "model.int8.onnx")
+    now = _key(onnx_sha256=sha, trt_version="10.10.0")
+    older_trt, older_onnx = _key(onnx_sha256=sha), _key(trt_version="10.10.0")
+    other_gpu = _key(onnx_sha256=sha, gpu="NVIDIA Thor (sm_110)")
+    other_precision = _key(onnx_sha256=sha, precision="fp16")
+    cache = tmp_path / "cache"
+    for key in (older_trt, older_onnx, other_gpu, other_precision):
+        store_plan(plan_path(cache, key), key, b"old", source)
+    unrelated = store_plan(plan_path(cache, _key(onnx_sha256="ef" * 32)), _key(onnx_sha256="ef" * 32), b"x")
+    monkeypatch.setattr(tensorrt_backend, "engine_key", lambda sha256, precision, max_batch: now)
+    monkeypatch.setattr(tensorrt_backend, "build_plan", lambda *args: b"new engine")
+    plan, data, _ = tensorrt_backend.ensure_engine(onnx_dir, "int8", cache)
+    assert data == b"new engine" and plan == plan_path(cache, now)
+    kept = {p.name for p in cache.glob("*.plan")}
+    assert kept == {plan.name, unrelated.name, plan_path(cache, other_gpu).name,
+                    plan_path(cache, other_precision).name}
+    assert {p.name for p in cache.glob("*.plan.json")} == {f"{name}.json" for name in kept}
+
+
+@pytest.mark.parametrize("precision, command",
+                         [("int8", "calibrate"), ("fp32", "export"), ("fp16", "export")])
+def test_an_onnx_tensorrt_cannot_parse_names_the_command_that_re_creates_it(onnx_dir, monkeypatch,
+                                                                            precision, command):
+    class Parser:
+        num_errors = 1
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse(self, data):
+            return False
+
+        def get_error(self, i):
+            return "unsupported operator"
+
+    builder = types.SimpleNamespace(create_network=lambda flags: object())
+    logger = type("Logger", (), {"WARNING": 0, "__init__": lambda self, level: None})
+    fake = types.SimpleNamespace(__version__="11.0.0", Logger=logger, OnnxParser=Parser,
+                                 Builder=lambda logger: builder)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    onnx_path = onnx_dir / ("model.int8.onnx" if precision == "int8" else "model.onnx")
+    with pytest.raises(ModelFileError, match=rf"cannot parse it \(unsupported operator\); re-create it with "
+                                             rf"`rlfm-edge {command} --model {onnx_dir}`"):
+        tensorrt_backend.build_plan(Path(onnx_path), precision)
 
 
 @pytest.mark.skipif(TRT_REASON is None, reason="TensorRT runs here")

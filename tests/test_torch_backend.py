@@ -36,6 +36,26 @@ def test_run_padded_on_padded_inputs_equals_policy_on_the_statistics(model_dir):
     np.testing.assert_allclose(engine.run_padded(padded)[0, :7, :3], engine.policy(stats, 6), atol=1e-6)
 
 
+def test_a_batch_is_one_forward_pass_equal_to_single_calls(model_dir, monkeypatch):
+    engine = TorchEngine(model_dir, device="cpu")
+    rng = np.random.default_rng(1)
+    batch = [(random_stats(rng, 5, 3, 60), 4), (random_stats(rng, 9, 4, 150), 11)]
+    singles = [engine.policy(stats, h) for stats, h in batch]
+    calls = []
+    run_padded = engine.run_padded
+    monkeypatch.setattr(engine, "run_padded", lambda inputs: calls.append(1) or run_padded(inputs))
+    for got, want in zip(engine.policy_batch(batch), singles, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert len(calls) == 1
+
+
+def test_nan_logits_are_an_error_naming_the_overflow(model_dir, monkeypatch):
+    engine = TorchEngine(model_dir, device="cpu")
+    monkeypatch.setattr(engine, "run_padded", lambda inputs: np.full((1, 7, 4), np.nan, np.float32))
+    with pytest.raises(ValueError, match="logits: the model returned NaN or inf"):
+        engine.policy(random_stats(np.random.default_rng(0), 7, 3, 80), 6)
+
+
 def test_a_cuda_graph_on_the_cpu_is_refused_with_the_reason(model_dir):
     assert TorchEngine(model_dir, device="cpu").cuda_graph is False
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):

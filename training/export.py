@@ -11,7 +11,7 @@ TensorRT both parse.
 
 The output directory becomes a complete model directory: the weights and config are
 copied beside ``model.onnx`` when it differs from the input, the export description
-goes to ``model.onnx.json`` and the sha256 manifest is rewritten to cover every file.
+goes to ``model.onnx.json`` and the sha256 manifest is rewritten to cover the model files.
 """
 
 from __future__ import annotations
@@ -144,10 +144,11 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_st
                            f"(> {PARITY_TOLERANCE:g}) on the logits; the export is not written")
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    copied = ()
     if out_dir.resolve() != model_dir.resolve():
-        for name in _MODEL_FILES:
-            if (model_dir / name).is_file():
-                shutil.copyfile(model_dir / name, out_dir / name)
+        copied = tuple(name for name in _MODEL_FILES if (model_dir / name).is_file())
+        for name in copied:
+            shutil.copyfile(model_dir / name, out_dir / name)
     path = out_dir / ONNX_FILES["fp32"]
     atomic_write_bytes(path, data)
     spec = {
@@ -167,16 +168,21 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_st
         "parity_max_abs_diff": diff,
         "exporter": f"torch {torch.__version__} (torch.export), onnx {onnx.__version__}",
     }
-    write_spec(out_dir, spec)
+    write_spec(out_dir, spec, also_written=copied)
     if (out_dir / ONNX_FILES["int8"]).is_file():
-        log.warning("%s was calibrated from the previous export; rerun `rlfm-edge calibrate --model %s`",
-                    out_dir / ONNX_FILES["int8"], out_dir)
+        log.warning("%s was calibrated from the previous export and is refused until you rerun "
+                    "`rlfm-edge calibrate --model %s`", out_dir / ONNX_FILES["int8"], out_dir)
     return spec
 
 
-def write_spec(model_dir: Path, spec: dict) -> None:
-    """Write the export description beside its ONNX file and refresh the directory manifest."""
-    atomic_write_bytes(spec_path(model_dir, spec["precision"]), json.dumps(spec, indent=1).encode())
+def write_spec(model_dir: Path, spec: dict, also_written: tuple[str, ...] = ()) -> None:
+    """Write the export description beside its ONNX file and refresh the directory manifest.
+
+    Only the files written now (the ONNX file, its description, ``also_written``) are hashed
+    anew: the manifest keeps vouching for the others only as far as it did before.
+    """
+    sidecar = spec_path(model_dir, spec["precision"])
+    atomic_write_bytes(sidecar, json.dumps(spec, indent=1).encode())
     extra = {}
     manifest = model_dir / MANIFEST
     if manifest.is_file():
@@ -184,4 +190,4 @@ def write_spec(model_dir: Path, spec: dict) -> None:
             extra = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "files"}
         except ValueError:
             extra = {}
-    write_manifest(model_dir, extra)
+    write_manifest(model_dir, extra, written=(spec["file"], sidecar.name, *also_written))

@@ -85,9 +85,16 @@ class FallbackEngine(PolicyEngine):
         raise RuntimeError("no inference backend could run the model: " + "; ".join(self._failures))
 
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
+        return self._run(lambda engine: engine.policy(stats, horizon))
+
+    def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
+        return self._run(lambda engine: engine.policy_batch(batch))
+
+    def _run(self, call: Callable[[PolicyEngine], object]):
+        """``call`` on the engine in use, moving down the chain while it fails at run time."""
         while True:
             try:
-                return self.engine.policy(stats, horizon)
+                return call(self.engine)
             except ValueError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the robot acting on the next backend

@@ -51,6 +51,17 @@ def state_temperatures(temperature: float, visits: np.ndarray, anneal_visits: fl
     return temperature / np.sqrt(1.0 + visits / anneal_visits)
 
 
+def check_logits(logits: np.ndarray, stats: CountStats) -> np.ndarray:
+    """``logits``, refused with a ValueError unless all finite: features that fit float32 but
+    are huge (a mean reward of 1e38) overflow inside the network, which would otherwise hand
+    the agent NaN logits without an error."""
+    if not np.isfinite(logits).all():
+        raise ValueError(f"logits: the model returned NaN or inf: its arithmetic overflowed on "
+                         f"these statistics (largest |mean reward| {np.abs(stats.R_hat()).max():.3g}; "
+                         f"the model is trained on rewards in [0, 1])")
+    return logits
+
+
 class ModelLimitError(ValueError):
     """Statistics larger than the model was exported for."""
 
@@ -80,3 +91,8 @@ class PolicyEngine(ABC):
     @abstractmethod
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
         """Logits (n_states, n_actions) of the policy for the statistics given."""
+
+    def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
+        """``policy`` of each (statistics, horizon) pair; backends that batch natively override
+        this one-at-a-time loop, so every engine (``auto``'s included) takes a batch."""
+        return [self.policy(stats, horizon) for stats, horizon in batch]

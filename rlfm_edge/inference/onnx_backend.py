@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.inference.base import PolicyEngine, refresh_threads
+from rlfm_edge.inference.base import PolicyEngine, check_logits, refresh_threads
 from rlfm_edge.inference.memory import retain_freed_memory
 from rlfm_edge.model.features import INPUT_NAMES, build_features, pad_features
-from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, verify_manifest
+from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, remake_command, remake_hint, verify_manifest
 from rlfm_edge.stats import CountStats
 
 log = logging.getLogger(__name__)
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-_MAKE = {"fp32": "rlfm-edge export --model DIR", "int8": "rlfm-edge calibrate --model DIR"}
 
 
 def spec_path(model_dir: Path, precision: str) -> Path:
@@ -30,30 +29,68 @@ def spec_path(model_dir: Path, precision: str) -> Path:
 
 
 def read_spec(model_dir: Path | str | None, precision: str) -> tuple[Path, dict]:
-    """The verified ONNX file of ``precision`` in ``model_dir`` and its export description.
+    """The verified, up-to-date ONNX file of ``precision`` in ``model_dir`` and its export description.
 
-    Raises ModelFileError naming the file and the command that makes it when it is
-    missing, corrupted or does not match the manifest.
+    Only that file and its description are checked against the manifest: a damaged file of
+    another precision must not stop this one. Raises ModelFileError naming the file and the
+    command that makes it when it is missing, corrupted, does not match the manifest, or
+    was made from other weights (or, for int8, from another ``model.onnx``) than the
+    directory now holds.
     """
     if precision not in ONNX_FILES:
         raise ValueError(f"precision: expected one of {sorted(ONNX_FILES)}, got {precision!r}")
     model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     path, sidecar = model_dir / ONNX_FILES[precision], spec_path(model_dir, precision)
-    hint = f"create it with `{_MAKE[precision].replace('DIR', str(model_dir))}`"
+    hint = remake_hint(model_dir, path.name)
     if not path.is_file():
         raise ModelFileError(f"{path}: no {precision} ONNX model in {model_dir}; {hint}")
     if not sidecar.is_file():
         raise ModelFileError(f"{sidecar}: export description missing for {path.name}; {hint}")
-    manifest = verify_manifest(model_dir, required=(path.name, sidecar.name))
+    files = verify_manifest(model_dir, required=(path.name, sidecar.name))["files"]
     try:
         spec = json.loads(sidecar.read_text())
         dims = {k: int(spec[k]) for k in ("max_states", "max_actions", "max_successors")}
+        if min(dims.values()) < 1:
+            raise ValueError("sizes must be positive")
     except (ValueError, KeyError, TypeError):
         raise ModelFileError(f"{sidecar}: unreadable export description; {hint}") from None
-    if spec.get("sha256") != manifest["files"][path.name]:
+    if spec.get("sha256") != files[path.name]:
         raise ModelFileError(f"{sidecar}: describes another {path.name} (sha256 differs); {hint}")
+    _check_fresh(model_dir, sidecar, spec, files)
     spec.update(dims)
     return path, spec
+
+
+def _check_fresh(model_dir: Path, sidecar: Path, spec: dict, files: dict) -> None:
+    """Refuse an export made from other weights, or an int8 model quantized from another
+    ``model.onnx``, than the directory lists now: it would silently run another policy than
+    torch does. A source absent from the manifest (an ONNX-only deployment) is not compared."""
+    name, fp32 = sidecar.name.removesuffix(".json"), ONNX_FILES["fp32"]
+    if _differs(spec, "weights_sha256", files, "weights.npz"):
+        fix = " then ".join(remake_command(model_dir, f) for f in dict.fromkeys((fp32, name)))
+        raise ModelFileError(f"{sidecar}: {name} was made from another weights.npz than the one in "
+                             f"{model_dir} (a stale export); re-create it with {fix}")
+    if _differs(spec, "source_sha256", files, fp32):
+        raise ModelFileError(f"{sidecar}: {name} was quantized from another {fp32} than the one in "
+                             f"{model_dir} (a stale calibration); {remake_hint(model_dir, name)}")
+
+
+def _differs(spec: dict, field: str, files: dict, source: str) -> bool:
+    return field in spec and source in files and spec[field] != files[source]
+
+
+def _check_input_shapes(path: Path, shapes: dict[str, tuple], spec: dict) -> None:
+    """Refuse, when loading, a model whose inputs do not have the sizes its description gives:
+    every refresh pads to those sizes and would fail, with an error that names neither file."""
+    empty = pad_features([], spec["max_states"], spec["max_actions"], spec["max_successors"])
+    for name, array in empty.as_dict().items():
+        want = array.shape[1:]
+        got = tuple(shapes[name])
+        if got != want:
+            raise ModelFileError(
+                f"{path}: input {name} has shape {list(got)} after the batch, but its export description "
+                f"says Smax={spec['max_states']}, Amax={spec['max_actions']}, K={spec['max_successors']} "
+                f"(shape {list(want)}); {remake_hint(path.parent, path.name)}")
 
 
 def session_options(threads: int | None = None):
@@ -106,11 +143,14 @@ class OnnxRuntimeEngine(PolicyEngine):
             self.session = ort.InferenceSession(str(self.path), session_options(threads),
                                                 providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises several private types
-            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({exc}); re-export it "
-                                 f"with `rlfm-edge export --model {self.model_dir}`") from None
-        names = tuple(i.name for i in self.session.get_inputs())
+            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({exc}); "
+                                 f"{remake_hint(self.model_dir, self.path.name)}") from None
+        inputs = self.session.get_inputs()
+        names = tuple(i.name for i in inputs)
         if names != INPUT_NAMES:
-            raise ModelFileError(f"{self.path}: inputs {names}, expected {INPUT_NAMES}; re-export it")
+            raise ModelFileError(f"{self.path}: inputs {names}, expected {INPUT_NAMES}; "
+                                 f"{remake_hint(self.model_dir, self.path.name)}")
+        _check_input_shapes(self.path, {i.name: i.shape[1:] for i in inputs}, self.spec)
         log.debug("onnxruntime %s model %s on %s", precision, self.path,
                   self.session.get_providers())
 
@@ -126,10 +166,9 @@ class OnnxRuntimeEngine(PolicyEngine):
         return pad_features(feats, self.max_states, self.max_actions, self.max_successors).as_dict()
 
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
-        logits = self.run_padded(self.padded_inputs([(stats, horizon)]))
-        return logits[0, : stats.n_states, : stats.n_actions]
+        return self.policy_batch([(stats, horizon)])[0]
 
     def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
         """Logits for several statistics in one call (the batch dimension is dynamic)."""
         logits = self.run_padded(self.padded_inputs(batch))
-        return [logits[b, : s.n_states, : s.n_actions] for b, (s, _) in enumerate(batch)]
+        return [check_logits(logits[b, : s.n_states, : s.n_actions], s) for b, (s, _) in enumerate(batch)]

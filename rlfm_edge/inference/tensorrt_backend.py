@@ -19,11 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.inference.base import PolicyEngine
-from rlfm_edge.inference.engine_cache import EngineKey, default_cache_dir, load_plan, plan_path, store_plan
+from rlfm_edge.inference.base import PolicyEngine, check_logits
+from rlfm_edge.inference.engine_cache import (
+    EngineKey,
+    default_cache_dir,
+    load_plan,
+    plan_path,
+    prune_superseded,
+    store_plan,
+)
 from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
 from rlfm_edge.model.features import INPUT_NAMES, OUTPUT_NAMES, build_features, pad_features
-from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError
+from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, remake_hint
 from rlfm_edge.stats import CountStats
 
 log = logging.getLogger(__name__)
@@ -86,7 +93,7 @@ def build_plan(onnx_path: Path, precision: str, max_batch: int = 1, progress: bo
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelFileError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it ({errors}); "
-                             f"re-export it with `rlfm-edge export`")
+                             f"{remake_hint(Path(onnx_path).parent, Path(onnx_path).name)}")
     config = builder.create_builder_config()
     if precision == "fp16":
         if not hasattr(trt.BuilderFlag, "FP16"):
@@ -127,14 +134,17 @@ def ensure_engine(model_dir: Path, precision: str, cache_dir: Path | None = None
     onnx_precision = "int8" if precision == "int8" else "fp32"
     onnx_path, spec = read_spec(model_dir, onnx_precision)
     key = engine_key(spec["sha256"], precision, max_batch)
+    source = str(Path(onnx_path).resolve())
     plan = Path(engine_file_path) if engine_file_path else plan_path(cache_dir or default_cache_dir(), key)
-    data = None if force_engine_update else load_plan(plan, key)
+    data = None if force_engine_update else load_plan(plan, key, source)
     if data is None:
         log.info("building a TensorRT %s %s engine from %s on %s (can take minutes on a Jetson)",
                  key.trt_version, precision, onnx_path, key.gpu)
         data = build_plan(onnx_path, precision, max_batch, progress)
-        store_plan(plan, key, data)
+        store_plan(plan, key, data, source)
         log.info("wrote TensorRT engine %s (%.1f MB)", plan, len(data) / 1e6)
+        if not engine_file_path:  # a file the caller named is theirs; the cache is ours to tidy
+            prune_superseded(plan, key, source)
     return plan, data, spec
 
 
@@ -222,4 +232,4 @@ class TensorRTEngine(PolicyEngine):
         self.check_fits(stats)
         feats = build_features(stats, horizon, self.max_successors)
         inputs = pad_features([feats], self.max_states, self.max_actions, self.max_successors).as_dict()
-        return self.run_padded(inputs)[0, : stats.n_states, : stats.n_actions]
+        return check_logits(self.run_padded(inputs)[0, : stats.n_states, : stats.n_actions], stats)

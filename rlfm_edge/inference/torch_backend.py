@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlfm_edge.inference.base import PolicyEngine, refresh_threads
+from rlfm_edge.inference.base import PolicyEngine, check_logits, refresh_threads
 from rlfm_edge.inference.memory import retain_freed_memory
 from rlfm_edge.model.dense import DenseGAT
 from rlfm_edge.model.features import build_features, pad_features
@@ -95,8 +95,21 @@ class TorchEngine(PolicyEngine):
         return self._static_logits.float().cpu().numpy()
 
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
-        self.check_fits(stats)
-        feats = build_features(stats, horizon, self.max_successors)
-        padded_states = self.max_states if self.cuda_graph else stats.n_states
-        inputs = pad_features([feats], padded_states, self.max_actions, self.max_successors)
-        return self.run_padded(inputs.as_dict())[0, : stats.n_states, : stats.n_actions]
+        return self._forward([(stats, horizon)])[0]
+
+    def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
+        """One forward pass for the whole batch, padded to its largest S; a CUDA graph is
+        captured for a batch of one, so under one (or for an empty batch) it loops."""
+        if self.cuda_graph or not batch:
+            return super().policy_batch(batch)
+        return self._forward(batch)
+
+    def _forward(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
+        feats = []
+        for stats, horizon in batch:
+            self.check_fits(stats)
+            feats.append(build_features(stats, horizon, self.max_successors))
+        padded_states = self.max_states if self.cuda_graph else max(s.n_states for s, _ in batch)
+        inputs = pad_features(feats, padded_states, self.max_actions, self.max_successors)
+        logits = self.run_padded(inputs.as_dict())
+        return [check_logits(logits[b, : s.n_states, : s.n_actions], s) for b, (s, _) in enumerate(batch)]

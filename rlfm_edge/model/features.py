@@ -15,6 +15,8 @@ when to follow which, and what to do where neither is trustworthy.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,6 +30,13 @@ PLAN_SA_FEATURES = 4   # Q̂/H, (Q̂ - V̂)/H, Q⁺/H, (Q⁺ - V⁺)/H from plan
 SA_FEATURES = BASE_SA_FEATURES + PLAN_SA_FEATURES
 EDGE_FEATURES = 2
 _LOG_SCALE = 5.0
+# Column names, for errors that say which feature went wrong.
+STATE_FEATURE_NAMES = ("bias", "log visits", "seen", "tried fraction", "log arrivals", "log horizon",
+                       "log states")
+SA_FEATURE_NAMES = ("bias", "log visits", "tried", "mean reward", "reward std", "count bonus",
+                    "successor mass not kept", "successors kept", "log horizon",
+                    "Q̂/H", "(Q̂ - V̂)/H", "Q⁺/H", "(Q⁺ - V⁺)/H")
+EDGE_FEATURE_NAMES = ("transition probability", "log count")
 
 
 @dataclass
@@ -54,6 +63,23 @@ def _check_finite(stats: CountStats) -> None:
     for name in ("reward_sum", "reward_sq_sum"):
         if not np.all(np.isfinite(getattr(stats, name))):
             raise ValueError(f"statistics field {name!r} contains NaN or inf")
+
+
+def _check_horizon(horizon) -> None:
+    """A positive whole number; NaN and inf are refused here rather than failing in int()."""
+    if (isinstance(horizon, bool) or not isinstance(horizon, numbers.Real) or not math.isfinite(horizon)
+            or int(horizon) != horizon or horizon < 1):
+        raise ValueError(f"horizon: expected a positive integer, got {horizon!r}")
+
+
+def _check_finite_features(field: str, x: np.ndarray, names: tuple[str, ...]) -> None:
+    """Refuse NaN or inf in float32 features: a value finite in the float64 statistics (a
+    reward of 1e39) overflows float32 to inf and would make every logit NaN without an error."""
+    if np.isfinite(x).all():
+        return
+    row, col = np.argwhere(~np.isfinite(x))[0]
+    raise ValueError(f"features: {field} column {col} ({names[col]}) is NaN or inf at row {row}: the "
+                     f"statistics hold a value beyond float32's range (about 3.4e38)")
 
 
 def _transitions(n_sas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,8 +135,7 @@ def build_features(stats: CountStats, horizon: int, max_successors: int) -> Grap
 
 def base_features(stats: CountStats, horizon: int, max_successors: int) -> GraphFeatures:
     """The features read straight from the statistics (sa_x has BASE_SA_FEATURES columns)."""
-    if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
-        raise ValueError(f"horizon: expected a positive integer, got {horizon!r}")
+    _check_horizon(horizon)
     _check_finite(stats)
     S, A = stats.n_states, stats.n_actions
     n_sa = stats.n_sa.astype(np.float64)
@@ -147,6 +172,9 @@ def base_features(stats: CountStats, horizon: int, max_successors: int) -> Graph
         np.full((S, A), log_h),
     ], axis=-1).reshape(S * A, BASE_SA_FEATURES).astype(np.float32)
     edge_attr = np.stack([p_hat, np.log1p(counts) / _LOG_SCALE], axis=1).astype(np.float32)
+    for field, x, names in (("state_x", state_x, STATE_FEATURE_NAMES), ("sa_x", sa_x, SA_FEATURE_NAMES),
+                            ("edge_attr", edge_attr, EDGE_FEATURE_NAMES)):
+        _check_finite_features(field, x, names)
     return GraphFeatures(S, A, state_x, sa_x, s_next.astype(np.int64), sa.astype(np.int64),
                          slot.astype(np.int64), edge_attr)
 
@@ -160,7 +188,9 @@ def with_plan_features(g: GraphFeatures, horizon: int) -> GraphFeatures:
     """Base features ``g`` with the plan_features columns appended to sa_x."""
     if g.sa_x.shape[1] != BASE_SA_FEATURES:
         raise ValueError(f"expected base features ({BASE_SA_FEATURES} columns), got {g.sa_x.shape[1]}")
-    return replace(g, sa_x=np.concatenate([g.sa_x, plan_features(g, horizon)], axis=1))
+    sa_x = np.concatenate([g.sa_x, plan_features(g, horizon)], axis=1)
+    _check_finite_features("sa_x", sa_x, SA_FEATURE_NAMES)
+    return replace(g, sa_x=sa_x)
 
 
 def plan_features(g: GraphFeatures, horizon: int) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Saving and loading model weights without pickle, checked against a sha256 manifest.
 
 A model directory holds ``weights.npz`` (the state dict as plain arrays), ``config.json``
-(ModelConfig), ``manifest.json`` (sha256 of every file in it) and, for shipped models,
-``training_record.json`` and the ONNX exports. Nothing is half-loaded: every file is
-verified before any weight is read.
+(ModelConfig), ``manifest.json`` (sha256 of each model file in it) and, for shipped models,
+``training_record.json`` and the ONNX exports. Nothing is half-loaded: every file a reader
+needs is verified before it is read. A reader checks only the files it needs, so a damaged
+optional file (an int8 export, say) stops neither the other backends nor the command that
+re-creates it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ CONFIG_LIMITS = {"hidden": 4096, "heads": 256, "layers": 64, "max_successors": 1
                  "max_states": 1 << 16, "max_actions": 1024}
 
 
+_RETRAIN = "`rlfm-edge train`, or copy the model directory again"
+_EXPORT, _CALIBRATE = "`rlfm-edge export --model DIR`", "`rlfm-edge calibrate --model DIR`"
+# The files a model directory may hold (what its manifest covers) -> the command that makes each.
+_REMAKE = {"weights.npz": _RETRAIN, "config.json": _RETRAIN, "training_record.json": _RETRAIN,
+           "model.onnx": _EXPORT, "model.onnx.json": _EXPORT,
+           "model.int8.onnx": _CALIBRATE, "model.int8.onnx.json": _CALIBRATE}
+MODEL_FILES = tuple(_REMAKE)
+
+
 class ModelFileError(ValueError):
     """A model directory is missing files, or a file does not match its manifest."""
 
@@ -38,20 +49,49 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(model_dir: Path, extra: dict | None = None) -> dict:
-    """Record the sha256 of every file in model_dir (except the manifest itself)."""
-    files = {p.name: sha256_file(p) for p in sorted(model_dir.iterdir())
-             if p.is_file() and p.name != MANIFEST}
+def remake_hint(model_dir: Path, name: str) -> str:
+    """What to do about a missing or bad model file ``name`` of ``model_dir``."""
+    return f"re-create it with {remake_command(model_dir, name)}"
+
+
+def remake_command(model_dir: Path, name: str) -> str:
+    """The command that (re-)creates the model file ``name`` of ``model_dir``."""
+    return _REMAKE.get(name, _RETRAIN).replace("DIR", str(model_dir))
+
+
+def write_manifest(model_dir: Path, extra: dict | None = None,
+                   written: tuple[str, ...] | None = None) -> dict:
+    """Record the sha256 of the model files (MODEL_FILES) present in model_dir.
+
+    Stray files (notes, leftovers, a calibration set) are not model files and are left out.
+    With ``written``, only those files are hashed anew; the others keep the digest the old
+    manifest gave them, so a command re-creating one file never vouches for another it did
+    not check (a corrupted int8 export stays detected after a re-export).
+    """
+    old = {} if written is None else _listed_files(model_dir)
+    files = {name: old[name] if name in old and name not in written else sha256_file(model_dir / name)
+             for name in MODEL_FILES if (model_dir / name).is_file()}
     manifest = {"files": files, **(extra or {})}
     atomic_write_bytes(model_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
 
-def verify_manifest(model_dir: Path, required: tuple[str, ...] = ()) -> dict:
-    """Check every file listed in the manifest; raise ModelFileError naming the first mismatch.
+def _listed_files(model_dir: Path) -> dict:
+    """The old manifest's files, or none where it is missing or unreadable."""
+    try:
+        files = json.loads((model_dir / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
+
+
+def verify_manifest(model_dir: Path, required: tuple[str, ...] | None = None) -> dict:
+    """Check the ``required`` files (default: all listed) against the manifest; raise
+    ModelFileError naming the first mismatch and the command that re-creates the file.
 
     Names must be plain file names inside ``model_dir`` (no folders, no ``..``): a manifest
-    cannot make the loader read, or vouch for, a file elsewhere.
+    cannot make the loader read, or vouch for, a file elsewhere. Older manifests listing
+    other files stay readable: entries a caller does not require are not checked.
     """
     path = model_dir / MANIFEST
     try:
@@ -66,15 +106,15 @@ def verify_manifest(model_dir: Path, required: tuple[str, ...] = ()) -> dict:
             for name, digest in files.items()):
         raise ModelFileError(f"{path}: 'files' must map plain file names in {model_dir} to sha256 "
                              f"strings")
-    for name in required:
+    for name in files if required is None else required:
         if name not in files:
             raise ModelFileError(f"{path}: does not list the required file {name}")
-    for name, digest in files.items():
         f = model_dir / name
         if not f.is_file():
-            raise ModelFileError(f"{f}: listed in the manifest but missing")
-        if sha256_file(f) != digest:
-            raise ModelFileError(f"{f}: sha256 does not match the manifest (corrupted or replaced)")
+            raise ModelFileError(f"{f}: listed in the manifest but missing; {remake_hint(model_dir, name)}")
+        if sha256_file(f) != files[name]:
+            raise ModelFileError(f"{f}: sha256 does not match the manifest (corrupted or replaced); "
+                                 f"{remake_hint(model_dir, name)}")
     return manifest
 
 
@@ -92,9 +132,11 @@ def save_model(net, model_dir: Path, record: dict | None = None) -> None:
     np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in net.state_dict().items()})
     atomic_write_bytes(model_dir / "weights.npz", buf.getvalue())
     atomic_write_bytes(model_dir / "config.json", json.dumps(net.config.to_dict(), indent=1).encode())
+    written = ("weights.npz", "config.json")
     if record is not None:
         atomic_write_bytes(model_dir / "training_record.json", json.dumps(record, indent=1).encode())
-    write_manifest(model_dir)
+        written += ("training_record.json",)
+    write_manifest(model_dir, written=written)
 
 
 def load_config(model_dir: Path) -> ModelConfig:
