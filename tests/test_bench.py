@@ -67,6 +67,24 @@ def test_run_online_returns_one_return_per_episode_within_reward_bounds():
     assert np.all(returns == np.round(returns))  # Bernoulli rewards sum to integers
 
 
+def test_run_online_tells_the_paper_agents_the_episode_count(monkeypatch):
+    import rlfm_edge.agents as agents
+
+    told, make = {}, agents.make_agent
+
+    def spy(name, *args, **kw):
+        told[name] = kw.get("n_episodes")
+        return make(name, *args, **kw)
+
+    monkeypatch.setattr(agents, "make_agent", spy)
+    for name in ("ucbvi_paper", "qlearning_paper", "ucbvi"):
+        run_online(stochastic_mdp(), name, 3)
+    run_online(stochastic_mdp(), "qlearning", 3, bonus_scale=0.01)
+    assert told == {"ucbvi_paper": 3, "qlearning_paper": 3, "ucbvi": None, "qlearning": None}
+    run_online(stochastic_mdp(), "ucbvi_paper", 3, n_episodes=50)  # an explicit count wins
+    assert told["ucbvi_paper"] == 50
+
+
 def test_run_online_is_deterministic_given_the_seed():
     mdp = stochastic_mdp()
     a = run_online(mdp, "qlearning", 30, seed=5)

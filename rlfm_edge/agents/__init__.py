@@ -21,6 +21,10 @@ from rlfm_edge.agents.ucbvi import UCBVIAgent
 
 __all__ = ["Agent", "make_agent", "agent_names", "unavailable_agents"]
 
+# Agents whose algorithm uses the total number of episodes K (the papers' T = K H): the
+# bench gives them its episode count as ``n_episodes`` unless told otherwise.
+TAKES_EPISODE_COUNT = frozenset({"ucbvi_paper", "qlearning_paper"})
+
 _BUILTIN: dict[str, Callable[..., Agent]] = {
     "ucbvi": UCBVIAgent,
     "ucbvi_bernstein": partial(UCBVIAgent, bonus="bernstein"),

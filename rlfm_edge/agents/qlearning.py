@@ -24,8 +24,8 @@ values alive long enough to explore on its own. T = H * (episodes so far + 1)
 ``paper=True`` (registered as ``qlearning_paper``) is Algorithm 1 as published, for
 comparisons with independent implementations: Q_h and V_h start at H and V_h is capped at H
 (not H - h), and c = 1 by default: the paper fixes no value of c, so c = 1 is our choice for
-"paper mode", not a value from the paper. Pass ``n_episodes`` (bench: ``--agent-kw
-qlearning_paper:n_episodes=K``) for the paper's T = K H.
+"paper mode", not a value from the paper. Pass ``n_episodes`` (the bench passes its episode
+count) for the paper's T = K H.
 
 ``qlearning_eps`` -- plain Q-learning with optimistic initial values Q_h = H - h,
 epsilon-greedy actions with a constant epsilon = 0.1 (``epsilon``), and the same

@@ -40,7 +40,7 @@ is not applied: with a scaled-down bonus it would freeze early optimistic errors
 comparisons with independent implementations: b = c 7 H L sqrt(1/N) with c = ``bonus_scale``
 = 1 by default, Q_h = min(Q_{k-1,h}, H, R̂ + P̂ V_{h+1} + b) (clipped at H, and never above
 the previous episode's Q, which starts at H), untried pairs Q_h = H. Pass ``n_episodes``
-(bench: ``--agent-kw ucbvi_paper:n_episodes=K``) for the paper's T = K H. It acts like a
+(the bench passes its episode count) for the paper's T = K H. It acts like a
 uniformly random agent for hundreds of episodes (see the Hoeffding note above). The paper's
 Bernstein bonus is not implemented (its third term needs per-step visit counts
 N'_{h+1}(y)), so ``bonus="bernstein"`` with ``paper=True`` is refused.

@@ -78,13 +78,15 @@ def run_online(
     A return is the sum of the sampled rewards of one episode. ``seed`` fixes both the
     MDP's sampling and the agent's own randomness (see :func:`derive_seeds`).
     """
-    from rlfm_edge.agents import make_agent
+    from rlfm_edge.agents import TAKES_EPISODE_COUNT, make_agent
 
     if not isinstance(mdp, TabularMDP):
         raise ValueError(f"mdp: expected a TabularMDP, got {type(mdp).__name__}")
     episodes = check_count("episodes", episodes)
     check_agent_name(agent_name)
     rng, agent_seed = derive_seeds(seed)
+    if agent_name in TAKES_EPISODE_COUNT:
+        agent_kw = {"n_episodes": episodes, **agent_kw}
     agent = make_agent(
         agent_name, mdp.n_states, mdp.n_actions, mdp.horizon, seed=agent_seed, **agent_kw
     )
