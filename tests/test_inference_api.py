@@ -129,6 +129,14 @@ def test_auto_and_every_engine_take_a_batch(dirs):
     np.testing.assert_allclose(got, engine.policy(stats, 4), atol=1e-5)
 
 
+def test_a_size_limit_says_how_this_backend_serves_larger_statistics(dirs):
+    stats = random_stats(np.random.default_rng(2), 9, 3, 10)
+    with pytest.raises(ModelLimitError, match="its config.json"):  # an export would not help torch
+        make_engine("torch", model=dirs[1]).policy(stats, 5)
+    with pytest.raises(ModelLimitError, match="rlfm-edge export --max-states N"):
+        make_engine("onnxruntime", model=dirs[1]).policy(stats, 5)
+
+
 def test_errors_in_the_callers_input_are_not_hidden_by_fallback(dirs):
     engine = make_engine("auto", model=dirs[1])
     with pytest.raises(ModelLimitError, match="S=9"):

@@ -78,14 +78,15 @@ class PolicyEngine(ABC):
     precision: str
     max_states: int
     max_actions: int
+    # how to serve larger statistics: the exported backends take their sizes from the export
+    larger_model_hint = "export a larger model with `rlfm-edge export --max-states N --max-actions M`"
 
     def check_fits(self, stats: CountStats) -> None:
         """Raise ModelLimitError when the statistics exceed the model's padded sizes."""
         if stats.n_states > self.max_states or stats.n_actions > self.max_actions:
             raise ModelLimitError(
                 f"statistics have S={stats.n_states}, A={stats.n_actions} but this {self.backend} "
-                f"model serves at most S={self.max_states}, A={self.max_actions}; export a larger "
-                f"model with `rlfm-edge export --max-states N --max-actions M`"
+                f"model serves at most S={self.max_states}, A={self.max_actions}; {self.larger_model_hint}"
             )
 
     @abstractmethod

@@ -31,6 +31,10 @@ class TorchEngine(PolicyEngine):
     """
 
     backend = "torch"
+    # its sizes come from the weights' config.json, not from an export
+    larger_model_hint = ("this torch model's sizes are max_states / max_actions in its config.json, set "
+                         "when it was trained; `rlfm-edge export --max-states N --max-actions M` makes "
+                         "a larger ONNX export for the onnxruntime and tensorrt backends")
 
     def __init__(self, model: str | Path | None = None, precision: str = "fp32",
                  device: str | None = None, cuda_graph: bool | None = None,
