@@ -72,6 +72,10 @@ def main() -> int:
     parser.add_argument("--s-min", type=int, default=2,
                         help="smallest S; above the training prior's S, this measures size generalisation")
     parser.add_argument("--s-max", type=int, default=30)
+    parser.add_argument("--a-min", type=int, default=PriorConfig.a_min,
+                        help="fewest actions; above the training prior's A, this measures action-count "
+                             "generalisation (the default model serves A <= 8)")
+    parser.add_argument("--a-max", type=int, default=PriorConfig.a_max)
     parser.add_argument("--h-max", type=int, default=100)
     parser.add_argument("--temperatures", default="1.0,0.5,0.3")
     parser.add_argument("--anneal", default="none",
@@ -108,13 +112,16 @@ def main() -> int:
                                            "anneal_visits": anneal_visits})
                    for t, (temperature, anneal_visits) in rules.items()]
     weights = {f: 1.0 for f in args.families} if args.families else PriorConfig().weights
-    prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, h_max=args.h_max, weights=weights)
+    prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, a_min=args.a_min, a_max=args.a_max,
+                        h_max=args.h_max, weights=weights)
     done = run_jobs(regrets, [(args.seed_base, k, prior, args.episodes, agents)
                               for k in range(args.mdps)], args.workers, True, "held-out MDPs")
     families = [family for family, _ in done]
     regret = {name: [r[name] for _, r in done] for name, _ in agents}
     base = "10^7" if args.seed_base == 10**7 else str(args.seed_base)
     sizes = f"S <= {args.s_max}" if args.s_min == 2 else f"{args.s_min} <= S <= {args.s_max}"
+    if (args.a_min, args.a_max) != (PriorConfig.a_min, PriorConfig.a_max):
+        sizes += f", {args.a_min} <= A <= {args.a_max}"
     if args.families:
         sizes += f"; {', '.join(args.families)} only"
     lines = [f"{args.mdps} MDPs of the prior ({sizes}, H <= {args.h_max}), seeds {base} + k, "
