@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -217,3 +219,117 @@ def test_warm_start_from_a_model_without_plan_features_keeps_its_weights_and_zer
             assert torch.equal(net.state_dict()[name], value), name
     with pytest.raises(ValueError, match="init_from"):
         _warm_start(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2)), tmp_path / "legacy")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A factory of tiny training configs sharing one generated data set (made once: ~2 s)."""
+    from training.train import TrainConfig
+
+    base = tmp_path_factory.mktemp("tiny")
+
+    def make(run: str, **overrides) -> TrainConfig:
+        fields = dict(out_dir=str(base / run), data_dir=str(base / "d"), val_dir=str(base / "v"),
+                      n_examples=96, n_val=16, epochs=3, batch_size=32, lr=3e-3, workers=1,
+                      model={"hidden": 8, "heads": 2, "layers": 1},
+                      prior={"s_max": 6, "a_max": 3, "h_max": 10}, data={"max_episodes": 10})
+        return TrainConfig(**{**fields, **overrides})
+
+    return make
+
+
+def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(tiny_run, monkeypatch):
+    """Bitwise: on CPU the same batches in the same order give the same floats, and the only
+    randomness of training is the shuffle, which is reseeded every epoch (a resume used to
+    replay epoch 1's order); the checkpoint restores weights, optimiser and schedule."""
+    import torch
+
+    import training.train as T
+    from rlfm_edge.model.io import read_weights
+
+    whole = T.train(tiny_run("whole"))
+    save = T._save_checkpoint
+
+    def interrupt_after_epoch_2(path, net, opt, sched, epoch, history):
+        save(path, net, opt, sched, epoch, history)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "_save_checkpoint", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_run("resumed"))
+    monkeypatch.undo()
+    assert torch.load(tiny_run("resumed").out_dir + "/checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed = T.train(tiny_run("resumed"))
+    (_, a), (_, b) = read_weights(whole), read_weights(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_ranks_stop_together_on_a_time_budget_and_rank_0_writes_the_model(tiny_run, tmp_path):
+    """Two gloo ranks on CPU: each used to stop on its own clock, leaving the other in backward
+    ("Connection closed by peer") and no model; rank 0's clock now decides for both."""
+    import dataclasses
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    cfg = tiny_run("ddp", epochs=500, time_budget_s=1.0)
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(_free_port()), "-m", "training.train", "--config", str(config)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((Path(cfg.out_dir) / "model" / "training_record.json").read_text())
+    assert record["world_size"] == 2 and record["training_s"] < 30
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate"])
+def test_a_damaged_shard_is_refused_naming_its_path(damage, tmp_path):
+    """A raw BadZipFile named neither the file nor what to do about it."""
+    path = tmp_path / "shard_1_0000.npz"
+    save_shard(path, [make_example(s, PriorConfig(s_max=6), DataConfig(max_episodes=5)) for s in range(3)])
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[:100]
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    message = re.escape(f"{path}: unreadable shard") + ".*delete it to regenerate"
+    with pytest.raises(ValueError, match=message):
+        load_shard(path)
+
+
+@pytest.mark.parametrize("change, differs", [
+    ({"cfg": DataConfig(max_episodes=5, p_empty=0.5)}, r"data\.p_empty"),
+    ({"seed": 2}, r"'seed'"),
+    ({"n_examples": 3}, r"n_examples"),
+    ({"prior": PriorConfig(s_max=7)}, r"prior\.s_max"),
+])
+def test_a_data_folder_made_with_other_settings_is_refused_naming_them(change, differs, tmp_path):
+    """Shards are kept whenever their file exists, so other settings used to reuse them silently."""
+    from training.data import generate
+
+    args = {"n_examples": 4, "seed": 1, "prior": PriorConfig(s_max=6), "cfg": DataConfig(max_episodes=5)}
+    shards = generate(tmp_path, **args, shard_size=4, workers=1)
+    assert generate(tmp_path, **args, shard_size=4, workers=1) == shards  # same settings: kept
+    with pytest.raises(ValueError, match=rf"other \[.*{differs}.*delete this one"):
+        generate(tmp_path, **{**args, **change}, shard_size=4, workers=1)

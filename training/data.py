@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -204,9 +206,23 @@ def save_shard(path: Path, examples: list) -> None:
     tmp.replace(path)
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of a shard; a damaged one raises rather than being regenerated, because it may
+    be a replay shard whose generator settings are unknown here, and damage means a disk to check."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        missing = {*_FIELDS, "q", "n_states", "n_actions", "n_edges"} - set(a)
+        if missing:
+            raise KeyError(f"no {sorted(missing)}")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); "
+                         f"delete it to regenerate it") from None
+    return a
+
+
 def load_shard(path: Path) -> list[tuple[GraphFeatures, np.ndarray]]:
-    with np.load(path, allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
+    a = _read_npz(path)
     out = []
     s_off = sa_off = e_off = 0
     for S, A, E in zip(a["n_states"], a["n_actions"], a["n_edges"], strict=True):
@@ -226,16 +242,41 @@ def _worker(args):
     return [make_example(int(s), prior, cfg) for s in seeds]
 
 
+def _settings(config: dict) -> dict:
+    """The config with the prior's and data's fields named one by one, for a message that says which."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{field}": v for field, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _check_cache(config_path: Path, config: dict) -> None:
+    """Refuse a folder made with other settings: its shards would be silently reused, since a shard
+    is kept whenever its file exists."""
+    if not config_path.exists():
+        return
+    try:
+        cached = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{config_path}: unreadable ({exc}); delete its folder to regenerate") from None
+    cached, config = _settings(cached), _settings(config)
+    differ = sorted(k for k in cached.keys() | config.keys() if cached.get(k) != config.get(k))
+    if differ:
+        raise ValueError(f"{config_path.parent}: holds examples made with other {differ} "
+                         f"({config_path}); use another data folder or delete this one")
+
+
 def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg: DataConfig,
              shard_size: int = 2000, workers: int = 2) -> list[Path]:
     """Write ``n_examples`` examples as shards in out_dir; existing complete shards are kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {"prior": asdict(prior), "data": asdict(cfg), "seed": seed}
+    config = {"prior": asdict(prior), "data": asdict(cfg), "seed": seed, "n_examples": n_examples,
+              "shard_size": shard_size}
     config_path = out_dir / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()).get(
-            "prior") != json.loads(json.dumps(config["prior"])):
-        raise ValueError(f"{out_dir}: holds examples of another prior ({config_path}); "
-                         f"use another data folder")
+    _check_cache(config_path, json.loads(json.dumps(config)))
     seeds = np.random.SeedSequence(seed).generate_state(n_examples, dtype=np.uint32)
     shards = []
     todo = []

@@ -130,6 +130,25 @@ def _save_checkpoint(path: Path, net, opt, sched, epoch: int, history: list) -> 
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _rank0_seconds(seconds: float, distributed: bool) -> float:
+    """Rank 0's training clock on every rank, so all ranks anneal alike and stop at the same step
+    (each rank's own clock differs: a rank that stopped alone left the others hanging in backward)."""
+    if not distributed:
+        return seconds
+    clock = torch.tensor([seconds], dtype=torch.float64,
+                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.broadcast(clock, src=0)
+    return float(clock)
+
+
+def _leave_process_group() -> None:
+    """Wait for rank 0 (saving the model) first: a rank tearing down right after a collective
+    deadlocked in 2 of 5 test runs (gloo's worker thread, still freeing that collective's tensor,
+    needs the GIL that the teardown holds); the barrier releases it meanwhile and holds no tensor."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def train(cfg: TrainConfig) -> Path:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
@@ -164,8 +183,9 @@ def train(cfg: TrainConfig) -> Path:
     val_set = Examples(val_shards)
     sampler = (torch.utils.data.distributed.DistributedSampler(dataset, seed=cfg.seed)
                if distributed else None)
+    shuffle = torch.Generator()  # reseeded every epoch, so a resumed run sees the same orders
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
-                        sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed))
+                        sampler=sampler, generator=shuffle)
     net = PolicyGAT(model_cfg)
     if cfg.init_from:
         _warm_start(net, Path(cfg.init_from))
@@ -195,6 +215,7 @@ def train(cfg: TrainConfig) -> Path:
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     train_time = sum(h["epoch_time_s"] for h in history)
     for epoch in range(start_epoch, cfg.epochs):
+        shuffle.manual_seed(cfg.seed + epoch)  # what DistributedSampler.set_epoch does
         if sampler is not None:
             sampler.set_epoch(epoch)
         model.train()
@@ -206,12 +227,13 @@ def train(cfg: TrainConfig) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
-            clock["elapsed"] = train_time + time.time() - t_epoch
+            clock["elapsed"] = _rank0_seconds(train_time + time.time() - t_epoch,
+                                              distributed and bool(cfg.time_budget_s))
             sched.step()
             losses.append(loss.item())
             if len(losses) % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            if cfg.time_budget_s and train_time + time.time() - t_epoch > cfg.time_budget_s:
+            if cfg.time_budget_s and clock["elapsed"] > cfg.time_budget_s:
                 break
         epoch_time = time.time() - t_epoch
         train_time += epoch_time
@@ -226,7 +248,7 @@ def train(cfg: TrainConfig) -> Path:
             history.append(entry)
             log.info("epoch %d: %s", epoch + 1, json.dumps(entry))
             _save_checkpoint(ckpt_path, net, opt, sched, epoch + 1, history)
-        if cfg.time_budget_s and train_time > cfg.time_budget_s:
+        if cfg.time_budget_s and clock["elapsed"] > cfg.time_budget_s:
             log.info("time budget of %.0f s reached", cfg.time_budget_s)
             break
     if rank == 0:
@@ -236,7 +258,7 @@ def train(cfg: TrainConfig) -> Path:
         save_model(net, out / "model", record)
         log.info("model written to %s", out / "model")
     if distributed:
-        dist.destroy_process_group()
+        _leave_process_group()
     return out / "model"
 
 
