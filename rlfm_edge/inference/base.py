@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from rlfm_edge.model.features import GraphFeatures, build_features
 from rlfm_edge.stats import CountStats
 
 
@@ -51,15 +52,22 @@ def state_temperatures(temperature: float, visits: np.ndarray, anneal_visits: fl
     return temperature / np.sqrt(1.0 + visits / anneal_visits)
 
 
-def check_logits(logits: np.ndarray, stats: CountStats) -> np.ndarray:
-    """``logits``, refused with a ValueError unless all finite: features that fit float32 but
-    are huge (a mean reward of 1e38) overflow inside the network, which would otherwise hand
-    the agent NaN logits without an error."""
-    if not np.isfinite(logits).all():
-        raise ValueError(f"logits: the model returned NaN or inf: its arithmetic overflowed on "
-                         f"these statistics (largest |mean reward| {np.abs(stats.R_hat()).max():.3g}; "
-                         f"the model is trained on rewards in [0, 1])")
-    return logits
+def unpad_logits(logits: np.ndarray, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
+    """Each entry's logits, cut from the padded (B, S, A) batch to its own S and A.
+
+    Refused with a ValueError unless all finite: features that fit float32 but are huge (a
+    mean reward of 1e38) overflow inside the network, which would otherwise hand the agent
+    NaN logits without an error.
+    """
+    out = []
+    for b, (stats, _) in enumerate(batch):
+        entry = logits[b, : stats.n_states, : stats.n_actions]
+        if not np.isfinite(entry).all():
+            raise ValueError(f"logits: the model returned NaN or inf: its arithmetic overflowed on "
+                             f"these statistics (largest |mean reward| {np.abs(stats.R_hat()).max():.3g}; "
+                             f"the model is trained on rewards in [0, 1])")
+        out.append(entry)
+    return out
 
 
 class ModelLimitError(ValueError):
@@ -78,6 +86,7 @@ class PolicyEngine(ABC):
     precision: str
     max_states: int
     max_actions: int
+    max_successors: int
     # how to serve larger statistics: the exported backends take their sizes from the export
     larger_model_hint = "export a larger model with `rlfm-edge export --max-states N --max-actions M`"
 
@@ -88,6 +97,14 @@ class PolicyEngine(ABC):
                 f"statistics have S={stats.n_states}, A={stats.n_actions} but this {self.backend} "
                 f"model serves at most S={self.max_states}, A={self.max_actions}; {self.larger_model_hint}"
             )
+
+    def features(self, batch: list[tuple[CountStats, int]]) -> list[GraphFeatures]:
+        """The model's features of each (statistics, horizon) pair, once its size is checked."""
+        out = []
+        for stats, horizon in batch:
+            self.check_fits(stats)
+            out.append(build_features(stats, horizon, self.max_successors))
+        return out
 
     @abstractmethod
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:

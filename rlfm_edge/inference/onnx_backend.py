@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.inference.base import PolicyEngine, check_logits, refresh_threads
+from rlfm_edge.inference.base import PolicyEngine, refresh_threads, unpad_logits
 from rlfm_edge.inference.memory import retain_freed_memory
-from rlfm_edge.model.features import INPUT_NAMES, build_features, pad_features
+from rlfm_edge.model.features import INPUT_NAMES, pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, remake_command, remake_hint, verify_manifest
 from rlfm_edge.stats import CountStats
 
@@ -158,17 +158,10 @@ class OnnxRuntimeEngine(PolicyEngine):
         """Model-only call on padded inputs (B, Smax, ...) -> logits (B, Smax, Amax)."""
         return self.session.run(None, inputs)[0]
 
-    def padded_inputs(self, batch: list[tuple[CountStats, int]]) -> dict[str, np.ndarray]:
-        feats = []
-        for stats, horizon in batch:
-            self.check_fits(stats)
-            feats.append(build_features(stats, horizon, self.max_successors))
-        return pad_features(feats, self.max_states, self.max_actions, self.max_successors).as_dict()
-
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
         return self.policy_batch([(stats, horizon)])[0]
 
     def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
         """Logits for several statistics in one call (the batch dimension is dynamic)."""
-        logits = self.run_padded(self.padded_inputs(batch))
-        return [check_logits(logits[b, : s.n_states, : s.n_actions], s) for b, (s, _) in enumerate(batch)]
+        inputs = pad_features(self.features(batch), self.max_states, self.max_actions, self.max_successors)
+        return unpad_logits(self.run_padded(inputs.as_dict()), batch)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.inference.base import PolicyEngine, check_logits
+from rlfm_edge.inference.base import PolicyEngine, unpad_logits
 from rlfm_edge.inference.engine_cache import (
     EngineKey,
     default_cache_dir,
@@ -29,7 +29,7 @@ from rlfm_edge.inference.engine_cache import (
     store_plan,
 )
 from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
-from rlfm_edge.model.features import INPUT_NAMES, OUTPUT_NAMES, build_features, pad_features
+from rlfm_edge.model.features import INPUT_NAMES, OUTPUT_NAMES, pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, remake_hint
 from rlfm_edge.stats import CountStats
 
@@ -229,7 +229,6 @@ class TensorRTEngine(PolicyEngine):
         return out.numpy()
 
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
-        self.check_fits(stats)
-        feats = build_features(stats, horizon, self.max_successors)
-        inputs = pad_features([feats], self.max_states, self.max_actions, self.max_successors).as_dict()
-        return check_logits(self.run_padded(inputs)[0, : stats.n_states, : stats.n_actions], stats)
+        batch = [(stats, horizon)]
+        inputs = pad_features(self.features(batch), self.max_states, self.max_actions, self.max_successors)
+        return unpad_logits(self.run_padded(inputs.as_dict()), batch)[0]

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlfm_edge.inference.base import PolicyEngine, check_logits, refresh_threads
+from rlfm_edge.inference.base import PolicyEngine, refresh_threads, unpad_logits
 from rlfm_edge.inference.memory import retain_freed_memory
 from rlfm_edge.model.dense import DenseGAT
-from rlfm_edge.model.features import build_features, pad_features
+from rlfm_edge.model.features import pad_features
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, load_model
 from rlfm_edge.stats import CountStats
 
@@ -109,11 +109,6 @@ class TorchEngine(PolicyEngine):
         return self._forward(batch)
 
     def _forward(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
-        feats = []
-        for stats, horizon in batch:
-            self.check_fits(stats)
-            feats.append(build_features(stats, horizon, self.max_successors))
         padded_states = self.max_states if self.cuda_graph else max(s.n_states for s, _ in batch)
-        inputs = pad_features(feats, padded_states, self.max_actions, self.max_successors)
-        logits = self.run_padded(inputs.as_dict())
-        return [check_logits(logits[b, : s.n_states, : s.n_actions], s) for b, (s, _) in enumerate(batch)]
+        inputs = pad_features(self.features(batch), padded_states, self.max_actions, self.max_successors)
+        return unpad_logits(self.run_padded(inputs.as_dict()), batch)

@@ -72,12 +72,14 @@ def _check_horizon(horizon) -> None:
         raise ValueError(f"horizon: expected a positive integer, got {horizon!r}")
 
 
-def _check_finite_features(field: str, x: np.ndarray, names: tuple[str, ...]) -> None:
+def _check_finite_features(field: str, x: np.ndarray, names: tuple[str, ...], first_col: int = 0) -> None:
     """Refuse NaN or inf in float32 features: a value finite in the float64 statistics (a
-    reward of 1e39) overflows float32 to inf and would make every logit NaN without an error."""
+    reward of 1e39) overflows float32 to inf and would make every logit NaN without an error.
+    ``x`` holds columns ``first_col`` on of ``field``."""
     if np.isfinite(x).all():
         return
     row, col = np.argwhere(~np.isfinite(x))[0]
+    col += first_col
     raise ValueError(f"features: {field} column {col} ({names[col]}) is NaN or inf at row {row}: the "
                      f"statistics hold a value beyond float32's range (about 3.4e38)")
 
@@ -188,9 +190,9 @@ def with_plan_features(g: GraphFeatures, horizon: int) -> GraphFeatures:
     """Base features ``g`` with the plan_features columns appended to sa_x."""
     if g.sa_x.shape[1] != BASE_SA_FEATURES:
         raise ValueError(f"expected base features ({BASE_SA_FEATURES} columns), got {g.sa_x.shape[1]}")
-    sa_x = np.concatenate([g.sa_x, plan_features(g, horizon)], axis=1)
-    _check_finite_features("sa_x", sa_x, SA_FEATURE_NAMES)
-    return replace(g, sa_x=sa_x)
+    plan = plan_features(g, horizon)
+    _check_finite_features("sa_x", plan, SA_FEATURE_NAMES, BASE_SA_FEATURES)  # the base ones are checked
+    return replace(g, sa_x=np.concatenate([g.sa_x, plan], axis=1))
 
 
 def plan_features(g: GraphFeatures, horizon: int) -> np.ndarray:
