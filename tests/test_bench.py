@@ -390,4 +390,15 @@ def test_the_offline_table_counts_the_cells_within_the_target_margin_of_vi_lcb()
                                   1: {"rlfm": np.array([1.18, 1.18]), "vi_lcb": np.array([1.2, 1.2])},
                                   2: {"rlfm": np.array([1.0, 1.2]), "vi_lcb": np.array([1.2, 1.2])},
                                   3: {"rlfm": np.array([1.6, 1.6]), "vi_lcb": np.array([1.2, 1.2])}}}}}}
-    assert offline_table(results).endswith("| rlfm | 2 / 3 | 67% |\n")
+    assert offline_table(results).endswith("| rlfm | vi_lcb | 2 / 3 | 67% |\n")
+
+
+def test_the_offline_table_counts_cells_against_each_vi_lcb_that_ran():
+    values = {1: {"rlfm": np.array([1.0]), "vi_lcb": np.array([1.2]), "vi_lcb_paper": np.array([0.4])}}
+    results = {"kind": "offline", "config": {"methods": ["rlfm", "vi_lcb", "vi_lcb_paper"]},
+               "envs": {"e": {"v_star": 2.0, "behaviour_values": {"uniform": 0.5},
+                              "values": {"uniform": values}}}}
+    table = offline_table(results)
+    assert "| rlfm | vi_lcb | 0 / 1 | 0% |" in table
+    assert "| rlfm | vi_lcb_paper | 1 / 1 | 100% |" in table
+    assert "| vi_lcb | vi_lcb_paper | 1 / 1 | 100% |" in table

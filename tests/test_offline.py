@@ -190,3 +190,75 @@ def test_rlfm_per_step_reads_the_model_at_the_steps_left():
     per_step = extract_policy(data, 2, 2, 4, "rlfm", engine=engine)  # the default
     assert stationary[:, 0].tolist() == [1, 1, 1, 1]  # the first step's choice, every step
     assert per_step[:, 0].tolist() == [1, 1, 1, 0]
+
+
+def reference_vi_lcb_paper(data: list[tuple], S: int, A: int, H: int, delta: float,
+                           seed: int) -> np.ndarray:
+    """The paper's episodic VI-LCB written out loop by loop: fold h of a random split backs
+    up step h, b = H sqrt(L / m), L = 2000 ln(2 H S A / delta), V = max(0, max_a Q);
+    where no bound beats 0 every action scores 0 (the paper keeps its initial policy)."""
+    arr = np.asarray(data, dtype=float)
+    order = np.random.default_rng(seed).permutation(len(arr))
+    folds = np.array_split(order, H)
+    L = 2000.0 * np.log(2 * H * S * A / delta)
+    scores = np.zeros((H, S, A))
+    V = np.zeros(S)
+    for h in reversed(range(H)):
+        rows = arr[folds[h]]
+        Q = np.zeros((S, A))
+        for s in range(S):
+            for a in range(A):
+                mine = rows[(rows[:, 0] == s) & (rows[:, 1] == a)]
+                if len(mine) == 0:
+                    Q[s, a] = -np.inf
+                    continue
+                p_next = np.bincount(mine[:, 3].astype(int), minlength=S) / len(mine)
+                q = mine[:, 2].mean() + p_next @ V - H * np.sqrt(L / len(mine))
+                Q[s, a] = min(q, H - h)
+        V = np.maximum(Q.max(axis=1), 0.0)
+        scores[h] = np.where(Q.max(axis=1, keepdims=True) > 0, Q, 0.0)
+    return scores
+
+
+def test_vi_lcb_paper_matches_a_loop_by_loop_reading_of_the_paper():
+    from rlfm_edge.offline import OfflineData, _stats_of, vi_lcb_paper
+
+    rng = np.random.default_rng(3)
+    # Enough data that some lower bounds clear 0: L = 2000 ln(160) = 10,150, and action 0
+    # (reward 1, about 51,000 samples per state and fold) gets 1 - 2 sqrt(L / m) > 0.
+    n = 240_000
+    actions = (rng.random(n) > 0.85).astype(int)
+    data = np.column_stack([rng.integers(0, 2, n), actions, actions == 0,
+                            rng.integers(0, 2, n)]).astype(float)
+    ours = vi_lcb_paper(OfflineData(_stats_of(data, 2, 2), data), 2, delta=0.1, seed=5)
+    ref = reference_vi_lcb_paper(data, 2, 2, 2, 0.1, 5)
+    tried = np.isfinite(ref)
+    np.testing.assert_allclose(ours[tried], ref[tried], atol=1e-9)
+    assert np.all(ours[~tried] < ours[tried].min())  # untried: below every tried pair
+    assert np.any(ref[:, :, 0] > 0)  # the bound-clearing branch was exercised
+
+
+def test_vi_lcb_paper_imitates_the_most_frequent_action_when_no_bound_clears_zero():
+    # 300 transitions: every penalty exceeds H, so the policy is the behaviour's mode.
+    rng = np.random.default_rng(0)
+    mdp = small_random_mdp(4)
+    data = []
+    for _ in range(300):
+        s = int(rng.integers(3))
+        a = int(rng.random() < 0.8)  # action 1 in 80% of the steps, whatever pays
+        r, s_next = mdp.step(s, a, rng)
+        data.append((s, a, r, s_next))
+    assert np.all(extract_policy(data, 3, 2, 4, "vi_lcb_paper") == 1)
+
+
+def test_vi_lcb_paper_follows_a_clear_lower_bound_over_the_most_frequent_action():
+    # One state, H = 1: action 0 pays 1 on 10,000 samples, action 1 pays 0 on 20,000.
+    # L = 2000 ln(40) = 7378, so action 0's bound is 1 - sqrt(L / 10000) = 0.14 > 0.
+    data = [(0, 0, 1.0, 0)] * 10_000 + [(0, 1, 0.0, 0)] * 20_000
+    assert extract_policy(data, 1, 2, 1, "vi_lcb_paper").tolist() == [[0]]
+
+
+def test_vi_lcb_paper_needs_raw_transitions():
+    stats = CountStats.from_transitions(1, 2, [(0, 0, 1.0, 0)])
+    with pytest.raises(ValueError, match="split"):
+        extract_policy(stats, 1, 2, 1, "vi_lcb_paper")

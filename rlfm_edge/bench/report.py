@@ -19,6 +19,9 @@ from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.bench import metrics
 
 OFFLINE_MARGIN = 0.02  # the offline target: within this of VI-LCB's normalised value
+# The methods the offline table counts cells against, when they ran: the practical VI-LCB
+# (the target's) and the paper's constants.
+PESSIMISTIC_REFERENCES = ("vi_lcb", "vi_lcb_paper")
 REFERENCE_AGENTS = ("ucbvi", "qlearning", "psrl")  # the online targets' comparisons
 
 
@@ -87,7 +90,7 @@ def regret_ratios(summary: list[dict]) -> str:
 
 def offline_table(results: dict) -> str:
     """Markdown table: one row per (env, behaviour, size), one value column per method;
-    then, when VI-LCB ran, how many of those cells each method is within
+    then, for each VI-LCB that ran, how many of those cells each method is within
     ``OFFLINE_MARGIN`` of it (the offline target's criterion, on the means over seeds)."""
     methods = results["config"]["methods"]
     header = ["env", "behaviour", "size (x H)", "V*(mu0)", "V^behaviour", *methods]
@@ -100,15 +103,18 @@ def offline_table(results: dict) -> str:
                              *(_fmt(*metrics.mean_ci(by_method[m]), 3) for m in methods)])
                 means.append({m: np.mean(by_method[m]) / res["v_star"] for m in methods})
     table = _markdown(header, rows)
-    if "vi_lcb" not in methods or len(methods) < 2:
+    refs = [r for r in PESSIMISTIC_REFERENCES if r in methods]
+    if not refs or len(methods) < 2:
         return table
     cells = []
-    for m in methods:
-        if m != "vi_lcb":
-            ok = sum(c[m] >= c["vi_lcb"] - OFFLINE_MARGIN for c in means)
-            cells.append([m, f"{ok} / {len(means)}", f"{ok / len(means):.0%}"])
-    return (f"{table}\nCells where V^pi / V* is at least VI-LCB's - {OFFLINE_MARGIN}:\n\n"
-            + _markdown(["method", "cells", "share"], cells))
+    for ref in refs:
+        for m in methods:
+            if m != ref:
+                ok = sum(c[m] >= c[ref] - OFFLINE_MARGIN for c in means)
+                cells.append([m, ref, f"{ok} / {len(means)}", f"{ok / len(means):.0%}"])
+    return (f"{table}\nCells where V^pi / V* is at least the reference's - {OFFLINE_MARGIN} "
+            "(the target reads vi_lcb):\n\n"
+            + _markdown(["method", "reference", "cells", "share"], cells))
 
 
 def _jsonable(obj):
