@@ -56,7 +56,7 @@ def agent_regrets(mdp, k: int, episodes: int, agents: list[tuple[str, dict]]) ->
     best = optimal_value(mdp) * episodes
     out = {}
     for name, kw in agents:
-        if "model" in kw:  # the rest (temperature, anneal_visits) go to the agent as they are
+        if "model" in kw:  # the rest (temperature, anneal_visits, sampling) go to the agent
             rest = {k: v for k, v in kw.items() if k not in ("model", "engine")}
             kw = {"engine": _engine(kw["model"], kw.get("engine", "torch:fp32"))} | rest
         returns = run_online(mdp, name.split()[0], episodes, seed=k, **kw)
@@ -81,6 +81,10 @@ def main() -> int:
     parser.add_argument("--anneal", default="none",
                         help="comma-separated anneal_visits of the rlfm agent, each run with every "
                              "temperature; 'none' keeps the temperature fixed")
+    parser.add_argument("--sampling", default="step",
+                        help="comma-separated sampling rules of the rlfm agent ('step': a fresh draw "
+                             "every step; 'episode': one draw per state per episode), each run with "
+                             "every temperature and annealing rule")
     parser.add_argument("--seed-base", type=int, default=10**7,
                         help="MDP k uses seed SEED_BASE + k; a second base gives a fresh split to "
                              "confirm a choice made on the first")
@@ -96,9 +100,12 @@ def main() -> int:
     parser.add_argument("--record", nargs="?", const="BENCHMARKS.md", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    # label ("0.3" or "0.3 anneal=30") -> the rlfm agent's temperature and anneal_visits
-    rules = {f"{t}{'' if n == 'none' else f' anneal={n}'}": (float(t), None if n == "none" else float(n))
-             for n in args.anneal.split(",") for t in args.temperatures.split(",")}
+    # label ("0.3", "0.3 anneal=30", "0.3 anneal=30 sampling=episode") -> the rlfm agent's
+    # temperature, anneal_visits and sampling
+    rules = {f"{t}{'' if n == 'none' else f' anneal={n}'}{'' if m == 'step' else f' sampling={m}'}":
+             (float(t), None if n == "none" else float(n), m)
+             for m in args.sampling.split(",") for n in args.anneal.split(",")
+             for t in args.temperatures.split(",")}
     temperatures = list(rules)
     agents = [("psrl", {}), ("ucbvi", {})]
     for e in args.compare_engines:
@@ -109,8 +116,8 @@ def main() -> int:
     engines |= {f" ({e})": (args.model, e) for e in args.compare_engines}
     for label, (model, engine) in engines.items():
         agents += [(f"rlfm T={t}{label}", {"model": model, "engine": engine, "temperature": temperature,
-                                           "anneal_visits": anneal_visits})
-                   for t, (temperature, anneal_visits) in rules.items()]
+                                           "anneal_visits": anneal_visits, "sampling": sampling})
+                   for t, (temperature, anneal_visits, sampling) in rules.items()]
     weights = {f: 1.0 for f in args.families} if args.families else PriorConfig().weights
     prior = PriorConfig(s_min=args.s_min, s_max=args.s_max, a_min=args.a_min, a_max=args.a_max,
                         h_max=args.h_max, weights=weights)

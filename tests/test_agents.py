@@ -375,3 +375,33 @@ def test_rlfm_rejects_bad_anneal_visits(value):
 
     with pytest.raises(ValueError, match="anneal_visits"):
         RLFMAgent(2, 2, 5, engine=PlanningEngine(), anneal_visits=value)
+
+
+def test_rlfm_episode_sampling_commits_to_one_action_per_state_for_the_episode():
+    from rlfm_edge.agents.rlfm import RLFMAgent
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    def episodes(sampling):
+        # No data and a high temperature: every action about equally likely in every state.
+        agent = RLFMAgent(2, 4, 30, engine=PlanningEngine(bonus_scale=0.0), temperature=100.0,
+                          anneal_visits=None, sampling=sampling, seed=1)
+        out = []
+        for _ in range(20):
+            out.append([agent.act(h % 2, h) for h in range(30)])
+            agent.end_episode()
+        return np.array(out)
+
+    committed, fresh = episodes("episode"), episodes("step")
+    for state in (0, 1):
+        per_episode = committed[:, state::2]
+        assert np.all(per_episode == per_episode[:, :1])  # the same action all episode long
+        assert len(set(per_episode[:, 0])) > 1  # a new draw each episode
+        assert all(len(set(row)) > 1 for row in fresh[:, state::2])
+
+
+def test_rlfm_rejects_an_unknown_sampling_rule():
+    from rlfm_edge.agents.rlfm import RLFMAgent
+    from rlfm_edge.inference.planning_engine import PlanningEngine
+
+    with pytest.raises(ValueError, match="sampling"):
+        RLFMAgent(2, 2, 5, engine=PlanningEngine(), sampling="trajectory")
