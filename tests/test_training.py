@@ -174,6 +174,11 @@ def test_training_reduces_the_loss_and_resumes_from_its_checkpoint(tmp_path):
     cfg.epochs = 4
     record = json.loads((train(cfg) / "training_record.json").read_text())
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+    # It reused the data, and still reports what making them cost.
+    from training.data import generation_seconds
+
+    made = generation_seconds(tmp_path / "d") + generation_seconds(tmp_path / "v")
+    assert made > 0.05 and record["data_generation_s"] == pytest.approx(made)
 
 
 def test_training_config_rejects_unknown_fields(tmp_path):
@@ -326,10 +331,12 @@ def test_a_damaged_shard_is_refused_naming_its_path(damage, tmp_path):
 ])
 def test_a_data_folder_made_with_other_settings_is_refused_naming_them(change, differs, tmp_path):
     """Shards are kept whenever their file exists, so other settings used to reuse them silently."""
-    from training.data import generate
+    from training.data import generate, generation_seconds
 
     args = {"n_examples": 4, "seed": 1, "prior": PriorConfig(s_max=6), "cfg": DataConfig(max_episodes=5)}
     shards = generate(tmp_path, **args, shard_size=4, workers=1)
+    made = generation_seconds(tmp_path)
     assert generate(tmp_path, **args, shard_size=4, workers=1) == shards  # same settings: kept
+    assert made > 0 and generation_seconds(tmp_path) == made  # reusing costs nothing more
     with pytest.raises(ValueError, match=rf"other \[.*{differs}.*delete this one"):
         generate(tmp_path, **{**args, **change}, shard_size=4, workers=1)

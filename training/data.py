@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import time
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rlfm_edge.agents.base import check_positive_float
+from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.inference.base import action_probabilities, state_temperatures
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import GraphFeatures, base_features, horizon_of, with_plan_features
@@ -269,6 +271,24 @@ def _check_cache(config_path: Path, config: dict) -> None:
                          f"({config_path}); use another data folder or delete this one")
 
 
+GENERATION_FILE = "generation.json"  # seconds spent making a data folder's shards, all runs together
+
+
+def generation_seconds(out_dir: Path) -> float | None:
+    """What making this folder's shards cost, so a run that reuses them can still report it
+    (None when the folder does not say)."""
+    try:
+        seconds = json.loads((Path(out_dir) / GENERATION_FILE).read_text())["seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def _add_generation_seconds(out_dir: Path, seconds: float) -> None:
+    total = (generation_seconds(out_dir) or 0.0) + seconds
+    atomic_write_bytes(out_dir / GENERATION_FILE, json.dumps({"seconds": total}).encode())
+
+
 def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg: DataConfig,
              shard_size: int = 2000, workers: int = 2) -> list[Path]:
     """Write ``n_examples`` examples as shards in out_dir; existing complete shards are kept."""
@@ -289,6 +309,7 @@ def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg:
         return shards
     config_path.write_text(json.dumps(config, indent=1))
     chunk = 100
+    start = time.perf_counter()
     with mp.get_context("spawn").Pool(workers) as pool, \
             tqdm(total=sum(len(s) for _, s in todo), desc="generate", unit="mdp") as bar:
         for path, shard_seeds in todo:
@@ -299,4 +320,6 @@ def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg:
                 examples.extend(part)
                 bar.update(len(part))
             save_shard(path, examples)
+            _add_generation_seconds(out_dir, time.perf_counter() - start)
+            start = time.perf_counter()
     return shards

@@ -34,7 +34,7 @@ from rlfm_edge.model.config import ModelConfig
 from rlfm_edge.model.features import BASE_SA_FEATURES, PLAN_SA_FEATURES
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
 from rlfm_edge.model.io import read_weights, save_model
-from training.data import DataConfig, generate, load_shard
+from training.data import DataConfig, generate, generation_seconds, load_shard
 from training.losses import boltzmann_cross_entropy
 from training.prior import PriorConfig
 from training.validate import validate
@@ -178,7 +178,10 @@ def train(cfg: TrainConfig) -> Path:
             raise ValueError(f"replay_dirs: no shards match {extra}")
         train_shards += found
     val_shards = sorted(Path(cfg.val_dir).glob(f"shard_{cfg.val_seed}_*.npz"))
-    gen_time = time.time() - t0
+    # What the data cost to make, also when an earlier run made it (replayed shards belong
+    # to the runs that made them); this run's own time where a folder does not say.
+    made = [generation_seconds(Path(d)) for d in (cfg.data_dir, cfg.val_dir)]
+    gen_time = sum(made) if None not in made else time.time() - t0
     dataset = Examples(train_shards)
     val_set = Examples(val_shards)
     sampler = (torch.utils.data.distributed.DistributedSampler(dataset, seed=cfg.seed)
