@@ -205,7 +205,9 @@ def vi_lcb_paper(data: OfflineData, horizon: int, delta: float = 0.1, seed: int 
     on all the data, where the paper counts one fold). With L this large the penalty
     exceeds H until a pair has more than L samples in its fold (L is about 17,000 on
     RiverSwim), so on the benchmark's dataset sizes the method is mostly that fallback:
-    imitation of the behaviour's most frequent action.
+    imitation of the behaviour's most frequent action. The constant 2000 and the fallback
+    follow the paper's discounted Algorithm 1, adapted to H steps; they were written from
+    the paper as remembered, no copy of its text being reachable from the project (verify).
     """
     delta = check_probability("delta", delta)
     S, A = data.stats.n_states, data.stats.n_actions
