@@ -31,13 +31,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -52,6 +46,7 @@ from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS
 from rlfm_edge.runtime import InvalidObservation, OnlineAgent, StatsPersistence
 from rlfm_edge.runtime.online_agent import MODES
 from rlfm_edge_ros.executor import spin
+from rlfm_edge_ros.parameters import descriptor
 
 NODE_NAME = "rlfm_agent"
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "planning")
@@ -59,10 +54,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 OBSERVATION_TYPES = ("float32_multi_array", "joint_state")
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
 RELIABILITIES = ("best_effort", "reliable")
-
-_STR, _INT, _DBL, _BOOL = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_INTEGER,
-                           ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_BOOL)
-_STR_ARRAY, _DBL_ARRAY = ParameterType.PARAMETER_STRING_ARRAY, ParameterType.PARAMETER_DOUBLE_ARRAY
 
 # name -> (default, description, range (lo, hi) or allowed values or None)
 PARAMETERS: dict[str, tuple] = {
@@ -120,20 +111,6 @@ def default_statistics_path(node_name: str) -> Path:
     return Path(ros_home) / "rlfm_edge" / f"{node_name}_statistics.npz"
 
 
-def _descriptor(name: str, default, description: str, spec) -> ParameterDescriptor:
-    kinds = {bool: _BOOL, int: _INT, float: _DBL, str: _STR}
-    ptype = (_STR_ARRAY if isinstance(default[0], str) else _DBL_ARRAY) \
-        if isinstance(default, list) else kinds[type(default)]
-    d = ParameterDescriptor(name=name, type=ptype, description=description)
-    if isinstance(spec, tuple) and isinstance(spec[0], str):
-        d.additional_constraints = f"one of {', '.join(spec)}"
-    elif spec is not None and ptype == _INT:
-        d.integer_range = [IntegerRange(from_value=spec[0], to_value=spec[1], step=0)]
-    elif spec is not None and ptype == _DBL:
-        d.floating_point_range = [FloatingPointRange(from_value=spec[0], to_value=spec[1], step=0.0)]
-    return d
-
-
 def check_parameter(name: str, value) -> str | None:
     """Why ``value`` is not acceptable for parameter ``name``, or None if it is."""
     if name not in PARAMETERS:
@@ -187,11 +164,11 @@ class AgentNode(LifecycleNode):
     def _declare(self, name: str, default, description: str, spec) -> None:
         """Declare one parameter; an invalid launch override is refused and reported, not fatal."""
         try:
-            self.declare_parameter(name, default, _descriptor(name, default, description, spec))
+            self.declare_parameter(name, default, descriptor(name, default, description, spec))
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
             reason = str(exc).removesuffix(f": {name}")  # rclpy appends the name
             self._note_rejection([name], f"{reason}; using the default {default!r}")
-            self.declare_parameter(name, default, _descriptor(name, default, description, spec),
+            self.declare_parameter(name, default, descriptor(name, default, description, spec),
                                    ignore_override=True)
 
     def _on_set_parameters(self, params) -> SetParametersResult:

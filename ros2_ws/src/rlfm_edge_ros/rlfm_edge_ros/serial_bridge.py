@@ -17,7 +17,7 @@ import math
 from collections import deque
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
@@ -26,6 +26,7 @@ from rlfm_edge.serial import Action, Error, Observation
 from rlfm_edge.serial.link import SerialLink
 from rlfm_edge.serial.protocol import ERR_INVALID_OBSERVATION
 from rlfm_edge_ros.executor import spin
+from rlfm_edge_ros.parameters import descriptor
 
 NO_ACTION = -1  # the answer to an EPISODE_END observation, as `rlfm-edge serve` sends
 
@@ -42,12 +43,7 @@ PARAMETERS: dict[str, tuple] = {
 
 def _descriptor(name: str, default, description: str, spec) -> ParameterDescriptor:
     """Read-only: the bridge reads its parameters once, at start, so a later set would do nothing."""
-    d = ParameterDescriptor(name=name, description=description, read_only=True)
-    if isinstance(default, int) and spec is not None:
-        d.integer_range = [IntegerRange(from_value=spec[0], to_value=spec[1], step=0)]
-    elif isinstance(default, float) and spec is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=spec[0], to_value=spec[1], step=0.0)]
-    return d
+    return descriptor(name, default, description, spec, read_only=True)
 
 
 class SerialBridge(Node):
