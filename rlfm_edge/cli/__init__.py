@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+
+from rlfm_edge.interrupt import Interrupted, stop_signals
 
 # Each module defines register(subparsers); its handlers take args and return an exit code.
 COMMAND_MODULES: list[str] = [
@@ -36,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with stop_signals():
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:  # Interrupted, or a Ctrl-C before the handlers were in
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        print(stop.line(f"rlfm-edge {args.command}"), file=sys.stderr)
+        return stop.exit_code
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"rlfm-edge {args.command}: error: {exc}", file=sys.stderr)
         return 2

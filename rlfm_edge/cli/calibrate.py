@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     p.add_argument("--samples", type=int, default=128, help="calibration samples from the synthetic prior")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log", action="append", default=[], metavar="MCAP",
-                   help="recorded robot log (rlfm-edge MCAP) to calibrate on too (repeatable)")
+                   help="recorded robot log to calibrate on too: an rlfm-edge MCAP file or a "
+                        "folder of its segments (repeatable)")
     p.add_argument("--stats", action="append", default=[], metavar="NPZ",
                    help="saved CountStats file to calibrate on too (repeatable; needs --horizon)")
     p.add_argument("--horizon", type=int, default=None, help="episode length for --stats files")

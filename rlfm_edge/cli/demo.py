@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = RobotConfig.from_dict({**CARTPOLE_CONFIG, "seed": args.seed,
                                     "control_period_s": 1.0 / args.rate}, source="demo config")
     if args.log:
-        config.log_path = out / "agent.mcap"
+        config.log_path = out / "agent_log"
     engine = engine_from_args(args, (config.n_states, config.n_actions))
     agent = config.make_agent(engine)
     print(f"demo: {agent!r} ({engine.backend}, {engine.precision}) vs a simulated CartPole robot "
@@ -153,6 +153,7 @@ def register(subparsers) -> None:
     p.add_argument("--rate", type=positive(float), default=200.0, help="robot control rate, Hz")
     p.add_argument("--max-steps", type=positive(int), default=200, help="episode length cap")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log", action="store_true", help="also write the agent's MCAP log")
+    p.add_argument("--log", action="store_true",
+                   help="also write the agent's MCAP log (a segment in OUT/agent_log/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -274,12 +274,15 @@ class OnlineAgent:
         if start is not None and not self._late_flagged and t0 - start > self.deadline_s:
             self._flag_late()
         c.steps += 1
-        obs = np.array(observation, np.float32) if self.transition_log is not None else None
+        if self.transition_log is not None:
+            obs, stamp = np.array(observation, np.float32), time.time_ns()
+        else:
+            obs = stamp = None
         dt = time.perf_counter() - t0  # after the copy for the log: the caller waits for it too
         c.last_step_latency_s = dt
         if dt > self.deadline_s:
             c.step_overruns += 1
-        self._queue.append((self._episode, c.steps, obs, s, a, reward, prev, int(dt * 1e9)))
+        self._queue.append((self._episode, c.steps, obs, s, a, reward, prev, int(dt * 1e9), stamp))
 
         if prev is not None:  # after queueing, so the refresh's snapshot has this transition
             c.transitions += 1
@@ -325,12 +328,13 @@ class OnlineAgent:
             obs = (np.array(observation, np.float32).ravel()
                    if self.transition_log is not None and observation is not None
                    else np.zeros(0, np.float32))
-            self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0))
+            stamp = time.time_ns()
+            self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0, stamp))
             self._tried[prev[0] * self.n_actions + prev[1]] = 1
             for a in range(self.n_actions):
                 self._tried[T * self.n_actions + a] = 1
                 self._queue.append((self._episode, self._c.steps, np.zeros(0, np.float32), T, -1,
-                                    0.0, (T, a), 0))
+                                    0.0, (T, a), 0, stamp))
             self._c.transitions += 1
         self.end_episode()
 
@@ -413,18 +417,26 @@ class OnlineAgent:
             if item is _RESET:
                 stats.reset()
                 continue
-            episode, step, obs, s, a, r, prev, latency_ns = item
+            episode, step, obs, s, a, r, prev, latency_ns, stamp = item
             if prev is not None:
                 stats.update(prev[0], prev[1], r, s)
             if logger is not None:
                 p_s, p_a = prev if prev is not None else (-1, -1)
                 try:
                     logger.write(episode, step, obs.ravel(), s, a, r if r is not None else 0.0,
-                                 p_s, p_a, latency_ns)
+                                 p_s, p_a, latency_ns, stamp)
                 except OSError as exc:
-                    self._c.log_failures += 1
-                    if self._c.log_failures == 1:
-                        log.error("cannot write the transition log (%s); steps go unlogged", exc)
+                    self._log_failed(exc)
+        if logger is not None:
+            try:
+                logger.flush_if_due()  # also while the robot is idle: the crash-loss bound holds
+            except OSError as exc:
+                self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        self._c.log_failures += 1
+        if self._c.log_failures == 1:
+            log.error("cannot write the transition log (%s); steps go unlogged", exc)
 
     def _bookkeeper_loop(self) -> None:
         while True:

@@ -17,7 +17,7 @@ control_period_s: 0.01 # the robot's tick: refreshes/steps slower than this are 
 safe_action: null      # action before the first policy; null = uniform random
 seed: 0
 statistics: {path: stats/robot.npz, save_every_s: 30, save_every_steps: null}  # or null
-log: null              # MCAP transition log path, or null
+log: null              # folder of MCAP transition logs (one segment per start), or null
 ```
 
 Relative paths are relative to the current directory, as on the command line.
@@ -37,6 +37,7 @@ from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS, DEFAULT_TEMPERATURE,
 from rlfm_edge.logs import TransitionLogger
 from rlfm_edge.runtime.online_agent import OnlineAgent
 from rlfm_edge.runtime.persistence import StatsPersistence
+from rlfm_edge.stats import CountStats
 
 CONFIG_VERSION = 1
 HORIZON_RANGE = (1, 256)
@@ -134,28 +135,36 @@ class RobotConfig:
             cfg.log_path = _path(source, raw, "log")
         return cfg
 
-    def make_agent(self, engine: PolicyEngine) -> OnlineAgent:
-        """The OnlineAgent this config describes, with its persistence and log."""
+    def persistence(self) -> StatsPersistence | None:
+        """Where the statistics live (None without a statistics path); reads nothing."""
+        if self.stats_path is None:
+            return None
+        return StatsPersistence(self.stats_path, every_s=self.save_every_s,
+                                every_steps=self.save_every_steps, log_folder=self.log_path)
+
+    def make_agent(self, engine: PolicyEngine, stats: CountStats | None = None,
+                   persistence: StatsPersistence | None = None) -> OnlineAgent:
+        """The OnlineAgent this config describes, with its persistence and log.
+
+        ``stats`` and ``persistence``: statistics already loaded through ``persistence()``
+        (a start loads them before building the engine, so a bad file stops it first).
+        The log segment is created by the agent's first step, never before.
+        """
         self.discretizer.check_fits(engine.max_states - self.terminal_state)
-        persistence = (StatsPersistence(self.stats_path, every_s=self.save_every_s,
-                                        every_steps=self.save_every_steps)
-                       if self.stats_path is not None else None)
-        logger = (TransitionLogger(self.log_path, self.n_states, self.n_actions, self.horizon,
-                                   yaml.safe_dump(self.discretizer.to_config(), sort_keys=False))
-                  if self.log_path is not None else None)
-        try:
-            return OnlineAgent(self.discretizer, engine, self.horizon, self.n_actions,
-                               mode=self.mode, temperature=self.temperature,
-                               anneal_visits=self.anneal_visits,
-                               refresh_every=self.refresh_every,
-                               refresh_niceness=self.refresh_niceness,
-                               deadline_s=self.control_period_s, safe_action=self.safe_action,
-                               terminal_state=self.terminal_state, seed=self.seed,
-                               persistence=persistence, transition_log=logger)
-        except BaseException:
-            if logger is not None:
-                logger.close()
-            raise
+        if persistence is None:
+            persistence = self.persistence()
+        logger = (TransitionLogger.new_segment(
+            self.log_path, self.n_states, self.n_actions, self.horizon,
+            yaml.safe_dump(self.discretizer.to_config(), sort_keys=False))
+            if self.log_path is not None else None)
+        return OnlineAgent(self.discretizer, engine, self.horizon, self.n_actions,
+                           mode=self.mode, temperature=self.temperature,
+                           anneal_visits=self.anneal_visits,
+                           refresh_every=self.refresh_every,
+                           refresh_niceness=self.refresh_niceness,
+                           deadline_s=self.control_period_s, safe_action=self.safe_action,
+                           terminal_state=self.terminal_state, seed=self.seed, stats=stats,
+                           persistence=persistence, transition_log=logger)
 
 
 def _int(source: str, raw: dict, key: str, minimum: int, default: int | None = None) -> int:
