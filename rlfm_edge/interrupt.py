@@ -18,9 +18,9 @@ stop again with the words for that line; work in between passes the finished par
         raise stop.saying(f"wrote the {k} of {n} runs that finished to {out}; "
                           "run the command again for all of them") from None
 
-Worker processes start with ``worker_init`` (a pool's initializer): Ctrl-C, which a terminal
-sends to the whole process group, then reaches only the parent, which stops the pool, and
-SIGTERM ends a worker at once.
+A pool's workers are started inside ``signals_held()`` and run ``worker_init`` (its
+initializer): Ctrl-C, which a terminal sends to the whole process group, then reaches only
+the parent, which stops the pool, and SIGTERM ends a worker at once.
 """
 
 from __future__ import annotations
@@ -75,7 +75,21 @@ def stop_signals() -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while a pool starts its workers: they inherit the held
+    signals until ``worker_init`` runs, so a Ctrl-C in between cannot stop one half-started
+    (a traceback from its imports). The parent gets a held signal when the block ends."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def worker_init() -> None:
     """For worker processes: ignore Ctrl-C (the parent stops the pool), die on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -74,7 +74,7 @@ class PriorConfig:
     h_min: int = 5
     h_max: int = 60
     absorbing_prob: float = 0.2   # chance an MDP gets extra absorbing states
-    weights: dict = field(default_factory=lambda: {
+    weights: dict[str, float] = field(default_factory=lambda: {
         "garnet": 0.25, "dense": 0.1, "chain": 0.2, "grid": 0.2, "bandit": 0.1, "lock": 0.15,
     })
 

@@ -83,8 +83,12 @@ def regret_ratios(summary: list[dict]) -> str:
     refs = [a for a in REFERENCE_AGENTS if a in agents]
     if not refs:
         return ""
-    rows = [[a, *(f"{np.median([regret[e, a] / max(regret[e, ref], 1e-9) for e in envs]):.2f}"
-                  for ref in refs)] for a in agents if a not in refs]
+    def ratio(a: str, ref: str) -> str:  # over the envs where both ran (all, unless interrupted)
+        both = [regret[e, a] / max(regret[e, ref], 1e-9) for e in envs
+                if (e, a) in regret and (e, ref) in regret]
+        return f"{np.median(both):.2f}" if both else "n/a"
+
+    rows = [[a, *(ratio(a, ref) for ref in refs)] for a in agents if a not in refs]
     return _markdown(["agent", *(f"median regret / {ref}'s" for ref in refs)], rows) if rows else ""
 
 
@@ -203,6 +207,9 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
         res = results["envs"][env]
         for j, b in enumerate(specs):
             ax = axes[i, j]
+            if b not in res["values"]:  # an interrupted run that finished no cell of it
+                ax.set_axis_off()
+                continue
             sizes = list(res["values"][b])
             for m in results["config"]["methods"]:
                 _plot_band(ax, sizes, np.stack([res["values"][b][n][m] for n in sizes], 1), m,
@@ -231,6 +238,10 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> tuple[str, list[P
     else:
         table, summary = offline_table(results), None
         plot = plot_offline(results, out / "offline_values.png")
+    partial = results.get("partial")
+    if partial:
+        table = (f"Interrupted: {partial['finished_runs']} of {partial['runs']} runs finished; "
+                 f"the table holds those.\n\n{table}")
     js = write_json(results, out / "results.json", summary)
     md = out / "results.md"
     md.write_text(table)

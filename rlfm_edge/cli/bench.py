@@ -84,6 +84,26 @@ def _add_common(p: argparse.ArgumentParser, out: str) -> None:
     add_record_options(p)
 
 
+def _run_keeping_finished(run, args):
+    """``run()``'s results; on Ctrl-C or SIGTERM the runs that finished are written to
+    ``--out`` (not recorded in BENCHMARKS.md) before the stop goes on up."""
+    from rlfm_edge.bench.report import write_report
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return run()
+    except Interrupted as stop:
+        results = stop.partial
+        if not results or not results["envs"]:
+            raise stop.saying(f"no run had finished; nothing written to {args.out}") from None
+        done = results.get("partial", {})
+        _, paths = write_report(results, args.out)
+        raise stop.saying(
+            f"wrote the {done.get('finished_runs')} of {done.get('runs')} runs that finished to "
+            f"{', '.join(map(str, paths))} (not recorded); run the command again for all of "
+            f"them") from None
+
+
 def _finish(args, results, command: str, title: str, elapsed: float) -> int:
     from rlfm_edge.bench.report import write_report
 
@@ -101,9 +121,9 @@ def cmd_online(args: argparse.Namespace) -> int:
     envs, agents = csv_list(args.envs), csv_list(args.agents)
     agent_kw = parse_agent_kw(args.agent_kw)
     start = time.perf_counter()
-    results = run_online_experiment(envs, agents, args.episodes, args.seeds, seed=args.seed,
-                                    agent_kw=agent_kw, workers=args.workers,
-                                    progress=not args.no_progress)
+    results = _run_keeping_finished(lambda: run_online_experiment(
+        envs, agents, args.episodes, args.seeds, seed=args.seed, agent_kw=agent_kw,
+        workers=args.workers, progress=not args.no_progress), args)
     elapsed = time.perf_counter() - start
     command = ["rlfm-edge", "bench", "online", "--envs", ",".join(envs),
                "--agents", ",".join(agents), "--episodes", str(args.episodes),
@@ -121,9 +141,9 @@ def cmd_offline(args: argparse.Namespace) -> int:
     envs, methods = csv_list(args.envs), csv_list(args.methods)
     behaviours, sizes = csv_list(args.behaviours), csv_ints("sizes", args.sizes)
     start = time.perf_counter()
-    results = run_offline_experiment(envs, methods, sizes, behaviours, args.seeds,
-                                     seed=args.seed, workers=args.workers,
-                                     progress=not args.no_progress)
+    results = _run_keeping_finished(lambda: run_offline_experiment(
+        envs, methods, sizes, behaviours, args.seeds, seed=args.seed, workers=args.workers,
+        progress=not args.no_progress), args)
     elapsed = time.perf_counter() - start
     command = shlex.join(["rlfm-edge", "bench", "offline", "--envs", ",".join(envs),
                           "--methods", ",".join(methods), "--sizes", ",".join(map(str, sizes)),

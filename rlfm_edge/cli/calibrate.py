@@ -7,6 +7,19 @@ from pathlib import Path
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return _calibrate(args)
+    except Interrupted as stop:
+        cache = args.calibration_set
+        kept = (f"; the calibration set in {cache} is kept if it was written, and reused"
+                if cache else "")
+        raise stop.saying(f"{Path(args.model) / 'model.int8.onnx'} is as it was (written only "
+                          f"at the end, atomically){kept}; run the command again") from None
+
+
+def _calibrate(args: argparse.Namespace) -> int:
     from calibration.calibset import build_calibration_set, load_calibration_set, save_calibration_set
     from calibration.quantize import quantize_qdq, write_int8
     from rlfm_edge.inference.onnx_backend import read_spec

@@ -72,6 +72,18 @@ def plot_curves(curves: dict[str, np.ndarray], path: Path, window: int, title: s
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return _demo(args)
+    except Interrupted as stop:
+        log = Path(args.out) / "agent_log"
+        kept = f"; the agent's MCAP log is in {log}" if args.log and log.is_dir() else ""
+        raise stop.saying(f"the plot and summary.json are written at the end: nothing in "
+                          f"{args.out} yet{kept}; run the command again") from None
+
+
+def _demo(args: argparse.Namespace) -> int:
     from rlfm_edge.runtime import RandomActor, RobotConfig
     from rlfm_edge.sim_robot import CARTPOLE_CONFIG, serve_sim
 

@@ -356,7 +356,7 @@ class OnlineAgent:
         with self._stats_lock:
             self._drain()
             if path is None:
-                return self.persistence.save(self._stats)
+                return self.persistence.save(self._stats, force=True)
             try:
                 self._stats.save(path, keep_previous=True)
             except OSError as exc:

@@ -2,9 +2,9 @@
 
 Saving goes through CountStats.save (temporary file, fsync, rename, previous file kept as
 ``<path>.prev``). A failed save (disk full, read-only medium) is logged and counted and
-leaves the files already on disk untouched; the caller's loop carries on. A save with nothing
-new since the file was written is skipped, so a run that learned nothing (a port that never
-appeared) leaves the files as they were.
+leaves the files already on disk untouched; the caller's loop carries on. A periodic or final
+save with nothing new since the statistics were loaded or saved is skipped, so a run that
+learned nothing (a port that never appeared) leaves the files as they were.
 
 Loading never starts from empty counts in silence:
 - a corrupted main file with a good ``.prev``: the agent starts from ``.prev`` and the damaged
@@ -90,7 +90,9 @@ class StatsPersistence:
                     f"delete those copies")
             log.info("no statistics at %s; starting from empty statistics", self.path)
             self._clean_stale_temporaries()
-            return CountStats(n_states, n_actions)
+            stats = CountStats(n_states, n_actions)
+            self._saved = (stats, stats.version)  # nothing worth a file until it learns
+            return stats
         try:
             stats, used = CountStats.load_with_fallback(self.path)
         except StatsFileError as exc:
@@ -142,14 +144,14 @@ class StatsPersistence:
             return True
         return self.every_s is not None and time.monotonic() - self._last_time >= self.every_s
 
-    def save(self, stats: CountStats) -> bool:
-        """Save now (unless the file already holds these statistics); False (logged,
-        counted) when the disk refused."""
+    def save(self, stats: CountStats, force: bool = False) -> bool:
+        """Save now, unless nothing changed since these statistics were loaded or saved (and
+        not ``force``); False (logged, counted) when the disk refused."""
         with self._lock:
             self._last_time = time.monotonic()
             self._last_transitions = stats.n_transitions
-            if self._saved is not None and self._saved[0] is stats \
-                    and self._saved[1] == stats.version and self.path.exists():
+            if not force and self._saved is not None and self._saved[0] is stats \
+                    and self._saved[1] == stats.version:
                 return True
             try:
                 stats.save(self.path, keep_previous=True)
