@@ -134,6 +134,7 @@ def analyse(runs: list[dict], accepted_ns: np.ndarray, slack_s: float = 0.0) -> 
         r["ok_stats"] = r["stats_after"] >= r["stats_before"]
     lost = [r["lost"] for r in runs]
     return {"bound_s": loss_bound_s(), "runs": runs, "kills": len(runs),
+            "load_average": os.getloadavg()[0],
             "lost_mean": float(np.mean(lost)), "lost_max": int(max(lost)),
             "lost_min": int(min(lost)), "steps": int(sum(r["accepted"] for r in runs)),
             "ok": all(r["ok_log"] and r["ok_stats"] for r in runs)}
@@ -155,7 +156,11 @@ def table(result: dict, rate: float, save_every_s: float, alive_s: tuple[float, 
         f"{sum(not r['ok_stats'] for r in result['runs'])} |\n"
         f"| kills whose log lacked a step older than the bound | "
         f"{sum(not r['ok_log'] for r in result['runs'])} |\n"
-        f"\nStatistics saved every {save_every_s:g} s; {os.cpu_count()} CPU cores"
+        f"\nA kill loses the steps since the log's last flush (every FLUSH_EVERY_S = "
+        f"{result['bound_s'] - 2 * BOOKKEEPER_TICK_S:g} s), about half a period on average. The "
+        f"statistics file (saved every {save_every_s:g} s here, 30 s by default) can be further "
+        f"behind; `rlfm-edge replay` rebuilds it from the logs. {os.cpu_count()} CPU cores, load average "
+        f"{result['load_average']:.1f} during the run"
         + (f"; FAILED runs {fails}" if fails else "") + ".")
 
 

@@ -52,6 +52,8 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"statistics": {"path": "s.npz", "every": 3}}, r"statistics: unknown field\(s\) \['every'\]"),
     ({"statistics": {"save_every_s": 3}}, "statistics: expected a mapping with 'path'"),
     ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
+    ({"version": True}, "version: expected 1, got True"),
+    ({"log": 3}, "log: expected a file path, got 3"),
     ({"discretizer": {"dimensions": [{"low": 1, "high": 0, "bins": 2}]}},
      r"discretizer: dimensions\[0\]: expected finite low < high"),
 ])

@@ -99,6 +99,18 @@ def run_jobs(fn: Callable, jobs: list[tuple], workers: int | None, progress: boo
         bar.close()
 
 
+def _run_assembled(fn: Callable, jobs: list[tuple], assemble: Callable, config: dict,
+                   workers: int | None, progress: bool, desc: str) -> dict:
+    """``assemble(config, run_jobs(...))``; on Ctrl-C or SIGTERM the Interrupted that goes
+    up carries the assembled results of the jobs that finished in ``partial``."""
+    try:
+        out = run_jobs(fn, jobs, workers, progress, desc)
+    except Interrupted as stop:
+        stop.partial = assemble(config, stop.partial)
+        raise
+    return assemble(config, out)
+
+
 def _indexed(fn: Callable, item: tuple[int, tuple]):
     i, job = item
     return i, fn(*job)
@@ -134,12 +146,8 @@ def run_online_experiment(
     jobs = [(e, a, episodes, s, agent_kw.get(a, {})) for e in envs for a in agents for s in seeds]
     config = {"envs": envs, "agents": agents, "episodes": episodes, "seeds": list(seeds),
               "agent_kw": agent_kw}
-    try:
-        out = run_jobs(_online_job, jobs, workers, progress, "bench online")
-    except Interrupted as stop:
-        stop.partial = _assemble_online(config, stop.partial)
-        raise
-    return _assemble_online(config, out)
+    return _run_assembled(_online_job, jobs, _assemble_online, config, workers, progress,
+                          "bench online")
 
 
 def _assemble_online(config: dict, out: list) -> dict:
@@ -197,12 +205,8 @@ def run_offline_experiment(
     jobs = [(e, b, n, s, methods) for e in envs for b in specs for n in sizes for s in seeds]
     config = {"envs": envs, "methods": methods, "sizes": sizes, "behaviours": specs,
               "seeds": list(seeds)}
-    try:
-        out = run_jobs(_offline_job, jobs, workers, progress, "bench offline")
-    except Interrupted as stop:
-        stop.partial = _assemble_offline(config, stop.partial)
-        raise
-    return _assemble_offline(config, out)
+    return _run_assembled(_offline_job, jobs, _assemble_offline, config, workers, progress,
+                          "bench offline")
 
 
 def _assemble_offline(config: dict, out: list) -> dict:

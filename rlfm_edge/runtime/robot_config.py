@@ -84,7 +84,8 @@ class RobotConfig:
         if unknown:
             raise ValueError(f"{source}: unknown field(s) {sorted(map(str, unknown))}; expected some of "
                              f"{sorted(_FIELDS)}")
-        if raw.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+        version = raw.get("version", CONFIG_VERSION)
+        if type(version) is not int or version != CONFIG_VERSION:  # true == 1.0 == 1 in Python
             raise ValueError(f"{source}: version: expected {CONFIG_VERSION}, got "
                              f"{raw.get('version')!r}")
         for key in ("discretizer", "n_actions", "horizon"):
