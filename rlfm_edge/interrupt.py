@@ -77,15 +77,20 @@ def stop_signals() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a pool starts its workers: they inherit the held
-    signals until ``worker_init`` runs, so a Ctrl-C in between cannot stop one half-started
-    (a traceback from its imports). The parent gets a held signal when the block ends."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Start a pool's workers inside this: they begin with Ctrl-C ignored, so one that comes
+    before their ``worker_init`` cannot stop a worker half-started (a traceback from its
+    imports). An ignored signal stays ignored across fork and exec, and Python then installs
+    no KeyboardInterrupt handler. This process holds SIGINT and SIGTERM back meanwhile and
+    gets them when the block ends."""
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(_NAMES))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if main:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
 def worker_init() -> None:

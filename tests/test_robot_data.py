@@ -357,6 +357,7 @@ def test_train_stopped_during_data_generation_keeps_the_finished_shards(tmp_path
     assert not list((tmp_path / "d").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_train_stopped_after_two_epochs_says_how_to_resume(tmp_path, monkeypatch, capsys):
     import training.train as T
     from rlfm_edge.interrupt import Interrupted
