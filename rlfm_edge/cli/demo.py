@@ -178,9 +178,9 @@ def register(subparsers) -> None:
     p.add_argument("--episodes", type=positive(int), default=40,
                    help="episodes of the agent, then as many of a random policy")
     add_engine_options(p)
-    # On a CPU host torch refreshes the policy 3-5x faster than ONNX Runtime's graph, which
-    # is padded to 256 states (BENCHMARKS.md, policy refresh latency), and a fresher policy
-    # is what learning within 40 episodes needs; `auto` is for robots (GIL-free inference).
+    # On a CPU host torch refreshes the policy at CartPole's size faster than ONNX Runtime's
+    # graph, which is padded to 256 states (BENCHMARKS.md, "Policy refresh latency"), and a
+    # fresher policy is what learning within 40 episodes needs; `auto` is for robots.
     if importlib.util.find_spec("torch") is not None:
         p.set_defaults(backend="torch")
     p.add_argument("--out", default="results/demo", help="folder for the plot and summary.json")
