@@ -44,7 +44,7 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"horizon": "long"}, "horizon: expected an integer"),
     ({"mode": "best"}, "mode: expected 'sample' or 'greedy'"),
     ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
-    ({"terminal_state": "yes"}, "terminal_state: expected true or false"),
+    ({"terminal_state": "yes"}, "terminal_state: expected false, true, .failure., .goal. or .both."),
     ({"temperature": -1}, "temperature: expected a number > 0"),
     ({"anneal_visits": 0}, "anneal_visits: expected a number > 0"),
     ({"refresh_niceness": -1}, "refresh_niceness: expected an integer >= 0"),
