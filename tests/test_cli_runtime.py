@@ -137,8 +137,8 @@ def test_calibrate_bins_refuses_more_states_than_the_model_serves(tmp_path, caps
     assert not (tmp_path / "d.yaml").exists()
 
 
-def _write_cartpole_like_log(path, terminal: bool):
-    """Four observation values, as CartPole's, recorded by an agent with or without a terminal state."""
+def _write_cartpole_like_log(path, terminal: int):
+    """Four observation values, as CartPole's, recorded by an agent with 0, 1 or 2 terminal states."""
     rng = np.random.default_rng(1)
     disc = Discretizer.uniform([-1.0] * 4, [1.0] * 4, 3, names=["x", "v", "theta", "omega"])
     with TransitionLogger(path, disc.n_states + terminal, 2, horizon=40,
@@ -148,7 +148,8 @@ def _write_cartpole_like_log(path, terminal: bool):
             lg.write(0, t, obs, disc.state(obs), int(rng.integers(2)), 1.0, -1, -1, 1000)
 
 
-@pytest.mark.parametrize("terminal, bins", [(True, (4, 4, 4, 3)), (False, (4, 4, 4, 4))])
+@pytest.mark.parametrize("terminal, bins", [(1, (4, 4, 4, 3)), (0, (4, 4, 4, 4)),
+                                            (2, (4, 4, 4, 3))])
 def test_calibrate_bins_by_default_fits_what_the_shipped_model_serves(tmp_path, capsys, terminal,
                                                                        bins):
     from rlfm_edge.model.io import DEFAULT_MODEL_DIR, load_config
@@ -164,7 +165,7 @@ def test_calibrate_bins_by_default_fits_what_the_shipped_model_serves(tmp_path, 
 
 
 def test_calibrate_bins_says_why_bins_are_too_many_and_what_fits(tmp_path, capsys):
-    _write_cartpole_like_log(tmp_path / "run.mcap", terminal=True)
+    _write_cartpole_like_log(tmp_path / "run.mcap", terminal=1)
     rc = run(["calibrate-bins", str(tmp_path / "run.mcap"), "--bins", "6",
               "--out", str(tmp_path / "d.yaml")])
     err = capsys.readouterr().err

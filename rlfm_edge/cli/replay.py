@@ -56,8 +56,9 @@ def cmd_calibrate_bins(args: argparse.Namespace) -> int:
     info = read_info(args.log)
     recorded = _recorded_discretizer(info, obs.shape[1])
     names = [d.name for d in recorded.dimensions] if recorded else None
-    # A run with a terminal state recorded one state more than its discretizer has.
-    terminal = int(recorded is not None and info["n_states"] == recorded.n_states + 1)
+    # A run with absorbing end states (failure, goal) recorded them after its discretizer's.
+    extra = info["n_states"] - recorded.n_states if recorded is not None else 0
+    terminal = extra if 0 < extra <= 2 else 0
     if args.max_states is not None:
         limit, whose = args.max_states, "--max-states"
     else:
@@ -66,8 +67,9 @@ def cmd_calibrate_bins(args: argparse.Namespace) -> int:
         limit = load_config(args.model or DEFAULT_MODEL_DIR).max_states
         whose = f"what {args.model or 'the shipped model'} serves"
     budget = limit - terminal
-    why = f"at most {limit} states, {whose}" + ("; the log's terminal state takes one"
-                                                if terminal else "")
+    why = f"at most {limit} states, {whose}" + (
+        "; the log's terminal state takes one" if terminal == 1 else
+        f"; the log's {terminal} terminal states take {terminal}" if terminal else "")
     bins = largest_bins(obs.shape[1], budget) if args.bins == "auto" else args.bins
     disc = Discretizer.fit_quantiles(obs, bins, names=names)
     if disc.n_states > budget:
@@ -102,8 +104,8 @@ def register(subparsers) -> None:
                    help="bins per dimension: one integer, one per dimension (4,4,6,6), or auto: "
                    "the most states the model serves, as even as possible")
     p.add_argument("--max-states", type=int, default=None,
-                   help="states the discretizer may give (a terminal state in the log takes "
-                   "one); default: what --model serves")
+                   help="states the discretizer and the log's terminal states may take; "
+                   "default: what --model serves")
     p.add_argument("--model", default=None,
                    help="model directory whose max_states limits the bins; default: the "
                    "shipped model")
