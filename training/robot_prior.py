@@ -46,8 +46,8 @@ each is stepped under every action; P(s'|s, a) and R(s, a) are the frequencies a
 those samples. A bin with no sample keeps a zero-reward self-loop (a robot never sees it).
 Failure and goal are extra absorbing states after the bins, in that order, as the runtime adds
 them (rlfm_edge.runtime.online_agent.TERMINAL_KINDS). ``SAMPLES_PER_BIN`` is what makes Q*
-stable: the target policy's total-variation distance to that of a 4x larger sample is recorded
-in BENCHMARKS.md ("Training: the robot prior family").
+stable: the target policy's total-variation distance to a 4096-sample estimate is recorded
+in BENCHMARKS.md ("Training: the robot prior family's target stability").
 """
 
 from __future__ import annotations
