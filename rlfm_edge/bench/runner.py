@@ -3,7 +3,8 @@ offline, spread over worker processes, with a progress bar.
 
 Run seeds are ``seed, seed + 1, ..., seed + n_seeds - 1``. Every agent on an env sees the
 same environment stream for a given run seed (common random numbers), and offline the
-datasets of one run seed are nested: a larger size extends the smaller one.
+datasets of one run seed are nested: a larger size extends the smaller one. Envs are
+named by specs with their parameters (``deepsea:size=20``, :mod:`rlfm_edge.bench.specs`).
 Results are plain dicts (arrays for the raw numbers), the input to :mod:`rlfm_edge.bench.report`.
 """
 
@@ -21,30 +22,26 @@ from tqdm.auto import tqdm
 from rlfm_edge.bench.datasets import generate_dataset, parse_behaviour
 from rlfm_edge.bench.offline import check_method_names, run_offline
 from rlfm_edge.bench.online import check_agent_name, check_count, run_online
+from rlfm_edge.bench.specs import make_env
 from rlfm_edge.interrupt import Interrupted, signals_held, worker_init
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.planning import optimal_value
 
 
 @functools.lru_cache(maxsize=32)
-def _make_env(name: str) -> TabularMDP:
-    from rlfm_edge import envs
-
-    return envs.make(name)
+def _make_env(spec: str) -> TabularMDP:
+    return make_env(spec)
 
 
-def check_env_names(names: Sequence[str]) -> list[str]:
-    """The names as a list, or a ValueError naming the first unknown one."""
-    from rlfm_edge import envs
-
-    names = list(names)
-    if not names:
+def check_env_names(specs: Sequence[str]) -> list[str]:
+    """The env specs (``riverswim``, ``deepsea:size=20``) as a list, each checked by building
+    it once, or a ValueError naming the first that does not build."""
+    specs = list(specs)
+    if not specs:
         raise ValueError("envs: expected at least one environment")
-    known = envs.names()
-    for name in names:
-        if name not in known:
-            raise ValueError(f"envs: unknown environment {name!r}; known: {', '.join(known)}")
-    return names
+    for spec in specs:
+        _make_env(spec)
+    return specs
 
 
 def _nonempty(field: str, values: Sequence) -> list:

@@ -164,7 +164,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="run the agent against a robot over a serial port",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--port", required=True, help="serial device (e.g. /dev/ttyUSB0) or pyserial URL")
-    p.add_argument("--baud", type=positive(int), default=115200)
+    p.add_argument("--baud", type=positive(int), default=115200, help="serial baud rate")
     p.add_argument("--config", required=True, help="robot YAML (see examples/cartpole_robot.yaml)")
     add_engine_options(p)
     p.add_argument("--stats", default=None, help="statistics file (overrides the config)")
