@@ -100,7 +100,7 @@ def test_first_step_of_an_episode_records_no_transition_and_ignores_its_reward()
 
 def test_without_a_lag_bound_step_never_waits_for_a_slow_engine_and_uses_the_safe_action():
     engine = SlowEngine(0.5)
-    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, safe_action=2, deadline_s=0.01,
+    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, safe_action=2, control_period_s=0.01,
                         max_policy_lag=None)
     assert engine.started.wait(5)
     actions, slowest = [], 0.0
@@ -298,7 +298,7 @@ def test_step_latency_includes_the_copy_made_for_the_log(tmp_path):
     disc = _disc()
     log = TransitionLogger(tmp_path / "run.mcap", disc.n_states, 2, horizon=5)
     agent = OnlineAgent(disc, PlanningEngine(), horizon=5, n_actions=2, transition_log=log,
-                        deadline_s=0.01)
+                        control_period_s=0.01)
     agent.step(SlowToCopy(_obs(1)), None)
     c = agent.counters
     agent.close()

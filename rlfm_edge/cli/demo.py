@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.cli.serve import add_engine_options, engine_from_args, positive
+from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
+from rlfm_edge.cli.serve import positive
 
 
 def _progress(label: str, total: int, enabled: bool):
@@ -73,15 +74,17 @@ def plot_curves(curves: dict[str, np.ndarray], path: Path, window: int, title: s
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from rlfm_edge.runtime import RandomActor, RobotConfig
+    from rlfm_edge.runtime.engine import make_robot_engine
     from rlfm_edge.sim_robot import CARTPOLE_CONFIG, serve_sim
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = RobotConfig.from_dict({**CARTPOLE_CONFIG, "seed": args.seed,
                                     "control_period_s": 1.0 / args.rate}, source="demo config")
-    if args.log:
-        config.log_path = out / "agent.mcap"
-    engine = engine_from_args(args, (config.n_states, config.n_actions))
+    config = config.updated({**overrides(args, ("backend", "precision", "model")),
+                             **({"log": str(out / "agent.mcap")} if args.log else {})},
+                            source="command line")
+    engine = make_robot_engine(config)
     agent = config.make_agent(engine)
     print(f"demo: {agent!r} ({engine.backend}, {engine.precision}) vs a simulated CartPole robot "
           f"over a pty, {args.episodes} episodes at {args.rate:g} Hz, at most {args.max_steps} "
@@ -154,5 +157,6 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=positive(int), default=200, help="episode length cap")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log", action="store_true", help="also write the agent's MCAP log")
+    add_set_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -11,28 +11,10 @@ import contextlib
 import logging
 import signal
 import threading
-from pathlib import Path
+
+from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
 
 log = logging.getLogger(__name__)
-
-
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto",
-                   help="inference backend: auto, torch, onnxruntime, tensorrt, or planning "
-                   "(model-free optimistic planning on the counts)")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (backend permitting)")
-    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-
-
-def engine_from_args(args: argparse.Namespace, size: tuple[int, int] | None = None):
-    """The engine the options name; ``auto`` ranks the backends by a refresh at ``size`` (S, A)."""
-    from rlfm_edge.inference import make_engine
-
-    if args.backend == "planning":
-        if args.model is not None:
-            raise ValueError("--model: the planning backend uses no model")
-        return make_engine("planning")
-    return make_engine(args.backend, model=args.model, precision=args.precision, probe_size=size)
 
 
 def positive(kind):
@@ -68,14 +50,11 @@ def dropped_summary(counters) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from rlfm_edge.runtime import RobotConfig, SerialAgentLoop
+    from rlfm_edge.runtime.engine import make_robot_engine
     from rlfm_edge.serial.link import SerialLink
 
-    config = RobotConfig.load(args.config)
-    if args.stats is not None:
-        config.stats_path = Path(args.stats)
-    if args.log is not None:
-        config.log_path = Path(args.log)
-    engine = engine_from_args(args, (config.n_states, config.n_actions))
+    config = RobotConfig.load(args.config).updated(overrides(args), source="command line")
+    engine = make_robot_engine(config)
     agent = config.make_agent(engine)
     print(f"serving {agent!r} on {args.port} at {args.baud} baud; S={agent.n_states} "
           f"(terminal state: {agent.has_terminal_state}), horizon {config.horizon}; Ctrl-C stops")
@@ -117,8 +96,9 @@ def register(subparsers) -> None:
     p.add_argument("--baud", type=positive(int), default=115200)
     p.add_argument("--config", required=True, help="robot YAML (see examples/cartpole_robot.yaml)")
     add_engine_options(p)
-    p.add_argument("--stats", default=None, help="statistics file (overrides the config)")
-    p.add_argument("--log", default=None, help="MCAP transition log (overrides the config)")
+    p.add_argument("--stats", default=None, help="statistics file (setting statistics.path)")
+    p.add_argument("--log", default=None, help="MCAP transition log (setting log)")
+    add_set_option(p)
     p.add_argument("--episodes", type=positive(int), default=None,
                    help="stop after this many complete episodes")
     p.add_argument("--duration", type=positive(float), default=None, help="stop after seconds")
