@@ -200,3 +200,33 @@ def test_serve_takes_sigterm_as_stop_while_serving_and_only_in_the_main_thread()
     thread.start()
     thread.join()
     assert errors == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_settings_table_in_the_docs_is_the_configuration_s():
+    from rlfm_edge.runtime.robot_config import describe
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert describe() in doc
+
+
+def test_flags_override_the_robot_yaml_by_setting_name():
+    import argparse
+
+    from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
+
+    p = argparse.ArgumentParser()
+    add_engine_options(p)
+    add_set_option(p)
+    p.add_argument("--stats")
+    args = p.parse_args(["--backend", "planning", "--stats", "s.npz", "--set", "max_policy_lag=0",
+                         "--set", "statistics.save_every_s=null", "--set", "terminal_state=goal"])
+    config = RobotConfig.load(EXAMPLE).updated(overrides(args), source="command line")
+    assert (config.backend, config.max_policy_lag, config.save_every_s) == ("planning", 0, None)
+    assert config.terminal_state == "goal" and str(config.stats_path) == "s.npz"
+    assert config.values()["statistics.path"] == config.stats_path
+    for bad, message in ((["--set", "max_policy_lag"], "expected NAME=VALUE"),
+                         (["--set", "mode=best"], "command line: mode: expected 'sample' or 'greedy'"),
+                         (["--set", "deadline_s=0.1"], "deadline_s is now control_period_s"),
+                         (["--model", "m", "--backend", "planning"], "planning backend uses no model")):
+        with pytest.raises(ValueError, match=message):
+            RobotConfig.load(EXAMPLE).updated(overrides(p.parse_args(bad)), source="command line")

@@ -37,6 +37,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from rlfm_edge.stats import CountStats  # noqa: E402
 
 NO_ACTION_WAIT_S = 0.5  # valid observations are answered in milliseconds
+REQUIRED = {"n_actions": 4, "horizon": 20}  # the settings without a default, unless a test sets them
 # distros that ignore ROS_AUTOMATIC_DISCOVERY_RANGE (it came with Iron); Jazzy warns on ROS_LOCALHOST_ONLY
 PRE_IRON_DISTROS = ("foxy", "galactic", "humble")
 
@@ -76,7 +77,8 @@ def start_agent(ros_context, tmp_path, request):
         name = f"rlfm_agent_{request.node.name[:40]}".replace("[", "_").replace("]", "_")
         args = [sys.executable, "-m", "rlfm_edge_ros.agent_node", "--ros-args",
                 "-r", f"__node:={name}", "-p", "diagnostics_period_s:=0.2"]
-        for p in params:
+        given = {p.split(":=")[0] for p in params}
+        for p in [*params, *(f"{k}:={v}" for k, v in REQUIRED.items() if k not in given)]:
             args += ["-p", p]
         env = {**os.environ, "ROS_HOME": str(ros_home),
                "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
@@ -186,7 +188,7 @@ def test_malformed_input_is_dropped_counted_and_reported_while_the_node_keeps_ac
                                                                                       tmp_path):
     stats_file = tmp_path / "stats" / "agent.npz"
     client, proc, _ = start_agent("backend:=planning", "observation_dim:=2",
-                                  f"statistics_path:={stats_file}")
+                                  f"statistics.path:={stats_file}")
     _bring_up(client)
     client.publish_reward(1.0)  # before any observation: refers to no action
     assert client.step([0.0, 0.0]) is not None
@@ -221,8 +223,9 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
     assert "/nonexistent/model" in diag["last_error"]
 
     missing = tmp_path / "missing.npz"
-    assert all(ok for ok, _ in client.set_parameters(
-        backend="planning", statistics_path=str(missing), require_statistics_file=True))
+    assert all(ok for ok, _ in client.set_parameters(**{
+        "backend": "planning", "model_file_path": "", "statistics.path": str(missing),
+        "statistics.require_file": True}))
     assert not client.change_state("configure")
     assert client.latest_diagnostics(lambda d: "missing.npz" in d["last_error"]) is not None
 
@@ -231,9 +234,9 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
     assert client.latest_diagnostics(lambda d: "S=5" in d["last_error"]) is not None
 
     discretizer = PKG_SRC / "config" / "discretizer.yaml"
-    assert all(ok for ok, _ in client.set_parameters(
-        statistics_path=str(tmp_path / "fresh.npz"), require_statistics_file=False,
-        discretizer_config=str(discretizer), observation_dim=3))
+    assert all(ok for ok, _ in client.set_parameters(**{
+        "statistics.path": str(tmp_path / "fresh.npz"), "statistics.require_file": False,
+        "discretizer": str(discretizer), "observation_dim": 3}))
     assert not client.change_state("configure")
     assert client.latest_diagnostics(lambda d: "observation_dim" in d["last_error"]) is not None
 
@@ -246,32 +249,37 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
 def test_invalid_parameters_are_rejected_at_set_time_with_the_reason(start_agent):
     client, _, _ = start_agent("backend:=planning")
     results = client.set_parameters(backend="cuda", precision="int4", temperature=0.0,
-                                    anneal_visits=-1.0, control_rate_hz=-5.0, observation_dim=0,
+                                    anneal_visits=-1.0, control_period_s=-5.0, observation_dim=0,
                                     joint_state_fields=["position", "torque"],
                                     action_command_table=[0.0, float("nan")],
-                                    observation_reliability="sometimes")
+                                    observation_reliability="sometimes", max_policy_lag=-1,
+                                    terminal_state="fall", horizon="long", n_actions=0)
     for (ok, reason), word in zip(results, ("backend", "precision", "temperature", "anneal_visits",
-                                            "control_rate_hz",
-                                            "observation_dim", "joint_state_fields",
-                                            "action_command_table", "observation_reliability"),
+                                            "control_period_s", "observation_dim",
+                                            "joint_state_fields", "action_command_table",
+                                            "observation_reliability", "max_policy_lag",
+                                            "terminal_state", "horizon", "n_actions"),
                                   strict=True):
         assert not ok and reason, word
         assert word in reason or "range" in reason, reason
-    ok, reason = client.set_parameters(horizon="long")[0]
+    ok, reason = client.set_parameters(refresh_every="often")[0]
     assert not ok and "type" in reason.lower()
-    assert client.set_parameters(temperature=0.5, action_mode="greedy", anneal_visits=30.0) == [
-        (True, ""), (True, ""), (True, "")]
+    assert client.set_parameters(temperature=0.5, mode="greedy", anneal_visits="null",
+                                 max_policy_lag="null") == [(True, "")] * 4
     assert client.change_state("configure")  # the rejected values never took effect
 
 
 def test_invalid_parameters_at_launch_are_refused_and_reported_while_the_node_stays_up(start_agent,
                                                                                        tmp_path):
-    # a value the node refuses, one out of the descriptor's range, one of the wrong type
-    client, proc, _ = start_agent("backend:=cuda", "observation_dim:=0", "horizon:=long")
+    # a value the node refuses, one out of the descriptor's range, one of the wrong type, and
+    # names that are not parameters (one renamed since)
+    client, proc, _ = start_agent("backend:=cuda", "observation_dim:=0", "refresh_every:=often",
+                                  "control_rate_hz:=50.0", "colour:=red")
     diag = client.latest_diagnostics(lambda d: d["rejected_parameters"] != "")
     assert diag is not None, _log(tmp_path)
     rejected = diag["rejected_parameters"]
-    assert "'cuda'" in rejected and "observation_dim" in rejected and "horizon" in rejected, rejected
+    assert "'cuda'" in rejected and "observation_dim" in rejected and "refresh_every" in rejected, rejected
+    assert "control_rate_hz is now control_period_s" in rejected and "colour" in rejected, rejected
     assert diag["_level"] == 1 and "backend" in diag["_message"]
     assert "rejected parameter backend" in _log(tmp_path)
 
@@ -284,7 +292,7 @@ def test_invalid_parameters_at_launch_are_refused_and_reported_while_the_node_st
     diag = client.latest_diagnostics(lambda d: d["state"] == "inactive")
     assert diag["backend"] == "planning" and diag["n_states"] == "16" and diag["n_actions"] == "3"
     standing = diag["rejected_parameters"]  # cleared for those set to a valid value since
-    assert "observation_dim" in standing and "horizon" in standing, standing
+    assert "observation_dim" in standing and "refresh_every" in standing, standing
     assert not any(word in standing for word in ("cuda", "int4", "n_actions")), standing
     assert proc.poll() is None
 
@@ -432,3 +440,82 @@ def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_
         assert isinstance(make_executor(context), SingleThreadedExecutor)
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_terminal_and_goal_end_episodes_in_their_absorbing_states(start_agent, tmp_path):
+    stats_file = tmp_path / "stats.npz"
+    client, proc, _ = start_agent("backend:=planning", "observation_dim:=2", "n_actions:=2",
+                                  "terminal_state:=both", f"statistics.path:={stats_file}")
+    _bring_up(client)
+    for end in ("terminal", "goal", "episode_end"):
+        for t in range(3):
+            assert client.step([0.1 * t, -0.3], reward=None if t == 0 else 0.5) is not None
+        if end == "episode_end":
+            client.publish_episode_end()
+        else:  # the absorbing state replaces the final observation; the message carries the reward
+            client.publish_terminal(0.25, goal=end == "goal")
+    diag = client.latest_diagnostics(lambda d: d.get("episodes") == "3")
+    assert diag is not None, _log(tmp_path)
+    assert diag["terminal_states"] == "failure,goal" and diag["n_states"] == "18"
+    assert diag["dropped_terminals"] == "0" and diag["dropped_rewards"] == "0"
+    assert client.trigger("save_statistics").success
+    stats = CountStats.load(stats_file)
+    failure, goal = 16, 17
+    for state, worth in ((failure, 0.0), (goal, 1.0)):
+        assert stats.n_sas[:failure, :, state].sum() == 1  # the last transition entered it
+        assert stats.n_sas[state, :, state].tolist() == [1, 1]  # absorbing, at its worth
+        assert stats.reward_sum[state].tolist() == [worth, worth]
+    assert stats.n_transitions == 3 * 2 + 2 * (1 + 2)
+    assert math.isclose(stats.reward_sum[:failure].sum(), 6 * 0.5 + 2 * 0.25)  # with its reward
+
+    client.publish_terminal(float("nan"))  # refused, counted, the node acts on
+    assert client.step([0.0, 0.0]) is not None
+    diag = client.latest_diagnostics(lambda d: d.get("dropped_terminals") == "1")
+    assert diag is not None and "not finite" in diag["last_drop_reason"]
+    assert proc.poll() is None
+
+
+def test_the_node_takes_a_robot_yaml_whose_fields_explicit_parameters_override(start_agent, tmp_path):
+    from rlfm_edge.logs import read_statistics
+
+    robot = ROOT / "examples" / "cartpole_robot.yaml"
+    stats_file, log_file = tmp_path / "cartpole.npz", tmp_path / "run.mcap"
+    client, proc, _ = start_agent("backend:=planning", f"robot_config:={robot}", "mode:=greedy",
+                                  f"statistics.path:={stats_file}", f"log:={log_file}",
+                                  "n_actions:=2", "horizon:=40")
+    _bring_up(client)  # observation_dim comes from the robot's 4-dimensional discretizer
+    for t in range(5):
+        assert client.step([0.0, 0.1, 0.02 * t, -0.1], reward=None if t == 0 else 1.0) is not None
+    client.publish_terminal(1.0)  # the example robot's terminal_state: a fall
+    diag = client.latest_diagnostics(lambda d: d.get("episodes") == "1")
+    assert diag is not None, _log(tmp_path)
+    assert diag["n_states"] == "109" and diag["terminal_states"] == "failure"
+    assert diag["statistics_path"] == str(stats_file) and diag["log"] == str(log_file)
+    assert client.change_state("shutdown")
+    assert proc.wait(15) == 0
+    saved = CountStats.load(stats_file)
+    assert saved.n_transitions == 4 + 1 + 2
+    assert read_statistics(log_file) == saved  # the MCAP log holds every transition
+
+
+def test_rlfm_agent_ctl_drives_the_node_without_the_ros2_cli(start_agent, tmp_path):
+    client, proc, _ = start_agent("backend:=planning", "observation_dim:=2")
+    assert "is unconfigured: configure and activate it with `rlfm_agent_ctl" in _log(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlfm_edge_ros.client", "--agent", client.agent,
+                               "--timeout", "20", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    out = ctl("set", "mode:=greedy", "safe_action:=null", "temperature:=-1")
+    assert out.returncode == 1 and "mode: set" in out.stdout + out.stderr
+    assert "temperature: refused: temperature: expected a number > 0" in out.stderr
+    assert ctl("up").stdout.strip() == "active"
+    out = ctl("diagnostics")
+    assert out.returncode == 0 and "state: active" in out.stdout and "backend: planning" in out.stdout
+    out = ctl("save")
+    assert out.returncode == 0 and "saved to" in out.stdout
+    assert ctl("state").stdout.strip() == "active"
+    assert ctl("shutdown").returncode == 0
+    assert proc.wait(15) == 0

@@ -323,6 +323,7 @@ def describe() -> str:
     """The settings as a markdown table (name, default, expected values, meaning)."""
     rows = ["| setting | default | values | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "required" if s.required else "null" if s.default is None else repr(s.default)
+        default = ("required" if s.required else "null" if s.default is None else
+                   str(s.default).lower() if isinstance(s.default, bool) else f"`{s.default}`")
         rows.append(f"| `{s.name}` | {default} | {s.expected()} | {s.help} |")
     return "\n".join(rows)

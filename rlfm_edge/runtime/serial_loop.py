@@ -132,6 +132,7 @@ class SerialAgentLoop:
         try:
             action = self._apply(turn)
         except InvalidObservation as exc:
+            self.session.refused(turn)
             c.invalid_observations += 1
             self.warnings.warn("invalid_observations", c.invalid_observations,
                                f"refused observation {msg.seq}: {exc}")
