@@ -364,62 +364,190 @@ def test_torch_backend_serves_the_shipped_model(start_agent):
     assert diag["model_version"].startswith("default@") and diag["refresh_failures"] == "0"
 
 
+class _PtyRobot:
+    """The robot's end of a pseudo-terminal: writes OBSERVATION frames, reads the answers."""
+
+    def __init__(self) -> None:
+        import tty
+
+        from rlfm_edge.serial import FrameDecoder
+
+        self.fd, self._device = os.openpty()
+        tty.setraw(self._device)
+        self.port = os.ttyname(self._device)
+        self.decoder = FrameDecoder()
+        self.heard: list = []
+
+    def wait_for(self, predicate, timeout: float, spin=None) -> bool:
+        """Read frames until ``predicate(frames heard)``; ``spin(s)`` runs a ROS client meanwhile."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not predicate(self.heard):
+            if time.monotonic() > deadline:
+                return False
+            if spin is not None:
+                spin(0.002)
+            while select.select([self.fd], [], [], 0 if spin else 0.01)[0]:
+                self.heard.extend(self.decoder.feed(os.read(self.fd, 4096)))
+        return True
+
+    def exchange(self, msg, spin=None, timeout: float = 10.0):
+        """Send ``msg``; the ACTION or ERROR answering it, None if none came in ``timeout``."""
+        from rlfm_edge.serial import Action, Error, encode_frame
+
+        def answer(frames):
+            return next((m for m in frames if (isinstance(m, Action) and m.ack_seq == msg.seq)
+                         or (isinstance(m, Error) and m.ref_seq == msg.seq)), None)
+        self.heard.clear()
+        os.write(self.fd, encode_frame(msg))
+        self.wait_for(answer, timeout, spin)
+        return answer(self.heard)
+
+    def wait_connected(self, spin=None) -> bool:
+        """The host's first HEARTBEAT: its end of the port is open."""
+        return self.wait_for(lambda frames: any(type(m).__name__ == "Heartbeat" for m in frames), 30, spin)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self._device)
+
+
+def _spin(client: AgentClient):
+    return lambda seconds: client.executor.spin_once(timeout_sec=seconds)
+
+
+def _start_bridge(client: AgentClient, robot: _PtyRobot, dim: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "rlfm_edge_ros.serial_bridge", "--ros-args", "-p", f"port:={robot.port}",
+         "-p", f"agent:={client.agent}", "-p", f"observation_dim:={dim}"],
+        env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    n = client.node
+    assert client.spin_until(lambda: n.count_subscribers(f"{client.agent}/action") > 1
+                             and n.count_publishers(f"{client.agent}/observation") > 1
+                             and n.count_publishers(f"{client.agent}/terminal") > 1, 30)
+    assert robot.wait_connected(_spin(client)), log_path.read_text()
+    client.spin_until(lambda: False, 0.5)  # the agent's side of the matching
+    return bridge
+
+
+def _stop(proc: subprocess.Popen) -> int | None:
+    """SIGINT, as Ctrl-C; the exit code (None if it had to be killed: a hung process must not
+    outlive the test)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
 def test_serial_bridge_answers_robot_frames_through_the_agent_node(start_agent, tmp_path):
     pytest.importorskip("serial", reason="pyserial is not installed (the `serial` extra)")
-    from rlfm_edge.serial import Action, FrameDecoder, Observation, encode_frame
+    from rlfm_edge.serial import Action, Observation
 
     client, _, _ = start_agent("backend:=planning", "observation_dim:=2")
     _bring_up(client)
-    robot, device = os.openpty()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
-    bridge = subprocess.Popen(
-        [sys.executable, "-m", "rlfm_edge_ros.serial_bridge", "--ros-args",
-         "-p", f"port:={os.ttyname(device)}", "-p", f"agent:={client.agent}", "-p", "observation_dim:=2"],
-        env=env, stdout=open(tmp_path / "bridge.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    decoder = FrameDecoder()
-
-    def exchange(seq: int, obs, reward=0.0, episode_end=False, timeout=10.0) -> Action | None:
-        os.write(robot, encode_frame(Observation(tuple(obs), reward, episode_end=episode_end, seq=seq)))
-        answers = []
-        client.spin_until(lambda: _read_frames(robot, decoder, answers), timeout)
-        return next((m for m in answers if isinstance(m, Action)), None)
-
+    robot = _PtyRobot()
+    bridge = _start_bridge(client, robot, 2, tmp_path / "bridge.log")
     try:
-        n = client.node
-        assert client.spin_until(lambda: n.count_subscribers(f"{client.agent}/action") > 1
-                                 and n.count_publishers(f"{client.agent}/observation") > 1
-                                 and n.count_publishers(f"{client.agent}/episode_end") > 1, 30)
-        heard: list = []  # the bridge's first HEARTBEAT: its port is open
-        assert client.spin_until(lambda: _read_frames(robot, decoder, heard, "Heartbeat"), 30)
-        client.spin_until(lambda: False, 0.5)  # the agent's side of the matching
-        answers = [exchange(seq, [0.1 * seq, -0.2], reward=0.5, episode_end=seq == 4) for seq in range(5)]
-        assert [a.ack_seq for a in answers] == list(range(5))
+        answers = [robot.exchange(Observation((0.1 * seq, -0.2), 0.5, episode_end=seq == 4, seq=seq),
+                                  _spin(client)) for seq in range(5)]
+        assert all(isinstance(a, Action) for a in answers), answers
         assert all(0 <= a.action < 4 for a in answers[:4]) and answers[4].action == -1
-        assert exchange(5, [0.0, 0.0]).ack_seq == 5  # the next episode
+        assert robot.exchange(Observation((0.0, 0.0), 0.0, seq=5), _spin(client)).ack_seq == 5
         diag = client.latest_diagnostics(lambda d: d.get("steps") == "6" and d.get("episodes") == "1")
         assert diag is not None, (tmp_path / "bridge.log").read_text()
         assert diag["transitions"] == "4" and diag["dropped_rewards"] == "0"
         assert diag["missing_rewards"] == "0"
     finally:
-        bridge.send_signal(signal.SIGINT)
-        try:
-            code = bridge.wait(10)
-        except subprocess.TimeoutExpired:  # a hung bridge must not outlive the test
-            bridge.kill()
-            bridge.wait()
-            code = None
-        os.close(robot)
-        os.close(device)
+        code = _stop(bridge)
+        robot.close()
     assert code == 0, f"the bridge did not stop on SIGINT (exit code {code})"
 
 
-def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:
-    """Append the frames readable now from ``fd``; True once one of type ``kind`` came."""
-    import select
+def _recorded_episodes(seed: int = 0) -> list:
+    """OBSERVATION frames of CartPole episodes driven by random actions, recorded: falls (half
+    of them sent as goals), time limits, a RESET that cuts an episode, REPEATs of answered frames."""
+    import gymnasium as gym
+    import numpy as np
 
-    while select.select([fd], [], [], 0)[0]:
-        out.extend(decoder.feed(os.read(fd, 4096)))
-    return any(type(m).__name__ == kind for m in out)
+    from rlfm_edge.serial import Observation
+
+    env = gym.make("CartPole-v1", max_episode_steps=30)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for episode in range(10):
+        x, _ = env.reset(seed=seed + episode)
+        frames.append(dict(observation=tuple(map(float, x)), reward=0.0, reset=episode in (0, 6)))
+        for t in range(1000):
+            x, r, term, trunc, _ = env.step(int(rng.integers(2)))
+            end = term or trunc or (episode == 5 and t == 6)  # episode 5 is cut by episode 6's RESET
+            frames.append(dict(observation=tuple(map(float, x)), reward=float(r) * rng.uniform(0.5, 1),
+                               episode_end=end and episode != 5, terminal=term,
+                               goal=term and episode % 2 == 1))
+            if t % 7 == 3:
+                frames.append({**frames[-1], "repeat": True})
+            if end:
+                break
+    return [Observation(seq=seq, **f) for seq, f in enumerate(frames)]
+
+
+@pytest.mark.slow
+def test_serve_and_the_bridge_with_the_node_learn_the_same_statistics_from_the_same_episodes(
+        start_agent, tmp_path):
+    """The parity of the routes: one recorded sequence of robot frames, fed through `rlfm-edge
+    serve` over a pty and through rlfm_serial_bridge + the agent node over DDS, with the same
+    robot YAML (planning backend, every step acting on all it has seen, the same seed), gives
+    the same actions and equal statistics."""
+    pytest.importorskip("serial", reason="pyserial is not installed (the `serial` extra)")
+    from rlfm_edge.serial import Action
+    from rlfm_edge.sim_robot import CARTPOLE_CONFIG
+
+    config = tmp_path / "robot.yaml"
+    config.write_text(json.dumps({**CARTPOLE_CONFIG, "terminal_state": "both", "max_policy_lag": 0,
+                                  "seed": 3, "backend": "planning"}))
+    frames = _recorded_episodes()
+    assert {"goal", "failure", "truncated", "cut", "repeat"} <= {
+        "goal" if f.goal else "failure" if f.terminal else "truncated" if f.episode_end else
+        "cut" if f.reset and f.seq else "repeat" if f.repeat else "" for f in frames}
+
+    robot = _PtyRobot()
+    serve = subprocess.Popen([sys.executable, "-m", "rlfm_edge", "serve", "--port", robot.port,
+                              "--config", str(config), "--stats", str(tmp_path / "serve.npz")],
+                             stdout=open(tmp_path / "serve.log", "w"),  # noqa: SIM115
+                             stderr=subprocess.STDOUT)
+    try:
+        assert robot.wait_connected(), (tmp_path / "serve.log").read_text()
+        served = [robot.exchange(f) for f in frames]
+    finally:
+        assert _stop(serve) == 0, (tmp_path / "serve.log").read_text()
+        robot.close()
+
+    client, _, _ = start_agent(f"robot_config:={config}", f"statistics.path:={tmp_path / 'ros.npz'}",
+                               "observation_reliability:=reliable", "reward_timeout_s:=1.0",
+                               "n_actions:=2", "horizon:=40")
+    _bring_up(client)
+    robot = _PtyRobot()
+    bridge = _start_bridge(client, robot, 4, tmp_path / "bridge.log")
+    try:
+        bridged = [robot.exchange(f, _spin(client)) for f in frames]
+        assert client.trigger("save_statistics").success
+        diag = client.latest_diagnostics()
+    finally:
+        _stop(bridge)
+        robot.close()
+
+    assert all(isinstance(a, Action) for a in served) and all(isinstance(a, Action) for a in bridged)
+    assert [a.action for a in bridged] == [a.action for a in served]
+    serve_stats, ros_stats = CountStats.load(tmp_path / "serve.npz"), CountStats.load(tmp_path / "ros.npz")
+    assert ros_stats == serve_stats
+    assert serve_stats.n_sas[:, :, 108:].sum() >= 4  # both terminal states were entered
+    for key in ("dropped_observations", "dropped_rewards", "missing_rewards", "dropped_terminals"):
+        assert diag[key] == "0", (key, diag)
 
 
 def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_on_humble(ros_env,
