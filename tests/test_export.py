@@ -11,33 +11,25 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E402
+from rlfm_edge.model import build_features, pad_features  # noqa: E402
 from rlfm_edge.model.dense import DenseGAT  # noqa: E402
 from rlfm_edge.model.features import INPUT_NAMES  # noqa: E402
-from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
 from rlfm_edge.model.io import (  # noqa: E402
     ModelFileError,
     load_model,
-    save_model,
     sha256_file,
     verify_manifest,
     write_manifest,
 )
-from training.export import export_onnx, random_stats, valid_logit_diff  # noqa: E402
+from rlfm_edge.training.export import export_onnx, random_stats, valid_logit_diff  # noqa: E402
 
 SMAX, AMAX = 12, 4
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    src = tmp_path_factory.mktemp("model")
-    cfg = ModelConfig(hidden=16, heads=2, layers=2, max_successors=4, max_states=SMAX, max_actions=AMAX)
-    net = PolicyGAT(cfg)
-    with torch.no_grad():  # non-zero everywhere so no term hides behind an init of zeros
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    save_model(net, src)
+def exported(tmp_path_factory, tiny_model):
+    src = tiny_model(seed=0, jitter=0.1, hidden=16, heads=2, layers=2, max_successors=4,
+                     max_states=SMAX, max_actions=AMAX)
     out = tmp_path_factory.mktemp("export")
     spec = export_onnx(src, out)
     return src, out, spec

@@ -215,20 +215,10 @@ def test_an_engine_that_never_answers_leaves_the_agent_on_the_safe_action():
 
 # -- truncated model files -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def exported_model(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
+def exported_model(tiny_model) -> Path:
     pytest.importorskip("onnxruntime")
-    from rlfm_edge.model import ModelConfig
-    from rlfm_edge.model.gat import PolicyGAT
-    from rlfm_edge.model.io import save_model
-    from training.export import export_onnx
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2, max_successors=3, max_states=10,
-                                     max_actions=4)), path)
-    export_onnx(path)
-    return path
+    return tiny_model(seed=0, export=True, hidden=8, heads=2, layers=2, max_successors=3,
+                      max_states=10, max_actions=4)
 
 
 def _copy(src: Path, dst: Path) -> Path:

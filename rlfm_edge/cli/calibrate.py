@@ -7,8 +7,12 @@ from pathlib import Path
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from calibration.calibset import build_calibration_set, load_calibration_set, save_calibration_set
-    from calibration.quantize import quantize_qdq, write_int8
+    from rlfm_edge.calibration.calibset import (
+        build_calibration_set,
+        load_calibration_set,
+        save_calibration_set,
+    )
+    from rlfm_edge.calibration.quantize import quantize_qdq, write_int8
     from rlfm_edge.inference.onnx_backend import read_spec
 
     _, spec = read_spec(args.model, "fp32")
@@ -33,7 +37,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                   "logs": args.log, "stats": args.stats})
     model, qspec = quantize_qdq(args.model, samples, method=args.method)
     if args.keep_float:  # one write at the end: a failed ranking leaves the previous file as it was
-        from calibration.sensitivity import keep_float
+        from rlfm_edge.calibration.sensitivity import keep_float
 
         model, qspec = keep_float(args.model, model, qspec, args.keep_float, mdps=args.rank_mdps,
                                   seed=args.rank_seed)
