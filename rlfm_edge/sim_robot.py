@@ -137,12 +137,13 @@ class SimRobot:
     def __init__(self, link_path: str | os.PathLike, env_id: str = "CartPole-v1",
                  rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
                  faults: Faults | None = None, idle_timeout_s: float = 30.0,
-                 terminal_kind: str = "failure") -> None:
+                 terminal_kind: str = "failure", wait_for_host: bool = False) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected > 0, got {rate_hz}")
         if terminal_kind not in TERMINAL_KINDS:
             raise ValueError(f"terminal_kind: expected one of {list(TERMINAL_KINDS)}, got {terminal_kind!r}")
         self.goal = terminal_kind == "goal"
+        self.wait_for_host = wait_for_host
         self.env = gym.make(env_id, max_episode_steps=max_episode_steps)
         if not isinstance(self.env.action_space, gym.spaces.Discrete):
             raise ValueError(f"env_id: {env_id} must have a discrete action space")
@@ -210,6 +211,9 @@ class SimRobot:
         """Run ``episodes`` complete episodes (or until the host is silent too long)."""
         c = self.counters
         self.port.open()
+        if self.wait_for_host and not self._hear_host():
+            self.port.close()
+            return c
         obs, reward, ret = self._reset_env(), 0.0, 0.0
         ending = terminal = False
         reset_flag, repeat = True, False
@@ -257,6 +261,14 @@ class SimRobot:
             self.port.close()
         return c
 
+    def _hear_host(self) -> bool:
+        """Wait for any valid frame from the host (its first HEARTBEAT): it has opened its end."""
+        deadline = time.monotonic() + self.idle_timeout_s
+        while time.monotonic() < deadline:
+            if self._decoder.feed(self.port.read(deadline - time.monotonic())):
+                return True
+        return False
+
     def _unplug(self) -> None:
         self.port.close()
         time.sleep(self.faults.unplug_for_s)
@@ -269,7 +281,8 @@ class SimRobot:
 def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLike | None = None,
           rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
           faults: Faults | None = None, env_id: str = "CartPole-v1",
-          wait_s: float = 20.0, terminal_kind: str = "failure") -> subprocess.Popen:
+          wait_s: float = 20.0, terminal_kind: str = "failure",
+          wait_for_host: bool = False) -> subprocess.Popen:
     """Start the robot in its own process; returns once its port exists."""
     link_path = Path(link_path)
     with contextlib.suppress(FileNotFoundError):
@@ -277,7 +290,7 @@ def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLik
     cmd = [sys.executable, "-m", "rlfm_edge.sim_robot", "--link", str(link_path),
            "--episodes", str(episodes), "--rate", str(rate_hz), "--max-steps",
            str(max_episode_steps), "--seed", str(seed), "--env", env_id, "--terminal-kind",
-           terminal_kind]
+           terminal_kind] + (["--wait-for-host"] if wait_for_host else [])
     if summary is not None:
         cmd += ["--summary", str(summary)]
     for name, value in asdict(faults or Faults()).items():
@@ -310,7 +323,7 @@ class SimSession:
 def serve_sim(actor, workdir: str | os.PathLike, episodes: int, rate_hz: float = 100.0,
               max_episode_steps: int = 200, seed: int = 0, faults: Faults | None = None,
               on_episode=None, timeout_s: float = 600.0, env_id: str = "CartPole-v1",
-              terminal_kind: str = "failure") -> SimSession:
+              terminal_kind: str = "failure", wait_for_host: bool = False) -> SimSession:
     """Run ``actor`` against a simulated robot process over a real pty until ``episodes``
     complete episodes; the host side is SerialAgentLoop on a SerialLink, as in `serve`."""
     from rlfm_edge.runtime.serial_loop import SerialAgentLoop
@@ -322,7 +335,7 @@ def serve_sim(actor, workdir: str | os.PathLike, episodes: int, rate_hz: float =
     summary.unlink(missing_ok=True)
     t0 = time.monotonic()
     proc = spawn(port, episodes, summary, rate_hz, max_episode_steps, seed, faults, env_id,
-                 terminal_kind=terminal_kind)
+                 terminal_kind=terminal_kind, wait_for_host=wait_for_host)
     link = SerialLink(str(port), 115200, backoff_initial_s=0.02, backoff_max_s=0.5)
     loop = SerialAgentLoop(link, actor, on_episode=on_episode)
     try:
@@ -357,12 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", default=None, help="write the robot's counters here (JSON)")
     p.add_argument("--terminal-kind", default="failure", choices=list(TERMINAL_KINDS),
                    help="what a terminated episode reached: failure (CartPole) or goal (MountainCar)")
+    p.add_argument("--wait-for-host", action="store_true",
+                   help="start the first episode once the host is heard (its first HEARTBEAT)")
     for name, f in Faults.__dataclass_fields__.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = p.parse_args(argv)
     faults = Faults(**{name: getattr(args, name) for name in Faults.__dataclass_fields__})
     robot = SimRobot(args.link, args.env, args.rate, args.max_steps, args.seed, faults,
-                     terminal_kind=args.terminal_kind)
+                     terminal_kind=args.terminal_kind, wait_for_host=args.wait_for_host)
     try:
         counters = robot.run(args.episodes)
     except KeyboardInterrupt:

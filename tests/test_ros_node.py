@@ -30,8 +30,8 @@ if str(PKG_SRC) not in sys.path:
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
-from rlfm_edge_ros.agent_node import qos_profiles  # noqa: E402
 from rlfm_edge_ros.client import AgentClient  # noqa: E402
+from rlfm_edge_ros.parameters import qos_profiles  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from rlfm_edge.stats import CountStats  # noqa: E402
@@ -96,12 +96,7 @@ def start_agent(ros_context, tmp_path, request):
         client.destroy()
     for proc, log in procs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         log.close()
 
 

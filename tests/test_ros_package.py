@@ -165,3 +165,21 @@ def test_launch_testing_test_exists_for_machines_with_ros2_and_keeps_dds_to_itse
     for setting in ('"ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"', '"ROS_DOMAIN_ID"] =',
                     '"ROS_LOCALHOST_ONLY"] = "1"'):  # the last for Humble, which ignores the first
         assert setting in source, setting
+
+
+def test_the_ros_interface_page_documents_every_parameter_and_topic_of_the_node_and_bridge():
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed: the node module imports it")
+    import sys
+
+    sys.path.insert(0, str(PKG))
+    from rlfm_edge_ros.parameters import NODE_PARAMETERS
+    from rlfm_edge_ros.serial_bridge import PARAMETERS as BRIDGE_PARAMETERS
+
+    doc = (ROOT / "docs" / "ros2.md").read_text()
+    for name in [*NODE_PARAMETERS, *BRIDGE_PARAMETERS]:
+        assert f"`{name}`" in doc, name
+    node = (PKG / "rlfm_edge_ros" / "agent_node.py").read_text()
+    for topic in ("observation", "reward", "episode_end", "terminal", "goal", "action", "command",
+                  "summary", "reset_statistics", "save_statistics", "load_statistics"):
+        assert f'"~/{topic}"' in node or "~/{name}" in node, topic
+        assert f"`~/{topic}`" in doc, topic

@@ -197,18 +197,8 @@ class OnlineAgent:
         self.n_states = S
         # absorbing state per kind, after the discretizer's states
         self.terminal_indices = {k: discretizer.n_states + i for i, k in enumerate(kinds)}
-        self.horizon = config.horizon
-        self.n_actions = config.n_actions
-        self.mode = config.mode
-        self.temperature = config.temperature
-        self.anneal_visits = config.anneal_visits
-        self.refresh_every = config.refresh_every
-        self.max_policy_lag = config.max_policy_lag
-        self.refresh_on_new_pair = config.refresh_on_new_pair
-        self.refresh_on_episode_end = config.refresh_on_episode_end
-        self.control_period_s = config.control_period_s
-        self.safe_action = config.safe_action
-        self.refresh_niceness = config.refresh_niceness
+        for name in ("horizon", "n_actions", *AGENT_SETTINGS):  # attributes: one lookup in step()
+            setattr(self, name, getattr(config, name))
         self._stats = stats  # written by the bookkeeper only (or under _stats_lock)
         self._stats_lock = threading.Lock()
         self.persistence = persistence

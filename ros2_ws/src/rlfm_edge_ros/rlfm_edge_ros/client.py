@@ -74,11 +74,13 @@ class AgentClient:
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         for status in msg.status:
             if status.name.startswith(self.agent.rsplit("/", 1)[-1] + ":"):
                 self.diagnostics.append({kv.key: kv.value for kv in status.values}
                                         | {"_level": status.level[0] if isinstance(status.level, bytes)
-                                           else int(status.level), "_message": status.message})
+                                           else int(status.level), "_message": status.message,
+                                           "_stamp": stamp})
 
     # -- waiting ----------------------------------------------------------------------------
     def spin_until(self, predicate, timeout: float) -> bool:
@@ -166,12 +168,14 @@ class AgentClient:
         return self.actions[-1][1]
 
     def latest_diagnostics(self, predicate=lambda d: True, timeout: float = 5.0) -> dict | None:
-        """The first agent diagnostics received from now on that satisfies ``predicate``."""
+        """The first agent diagnostics published from now on that satisfies ``predicate`` (older
+        ones still queued, while this client was not spinning, are passed over)."""
         self.diagnostics.clear()
         found: list[dict] = []
+        since = self.node.get_clock().now().nanoseconds * 1e-9  # the node stamps with its clock
 
         def seen() -> bool:
-            found.extend(d for d in self.diagnostics if predicate(d))
+            found.extend(d for d in self.diagnostics if d["_stamp"] >= since and predicate(d))
             self.diagnostics.clear()
             return bool(found)
         return found[0] if self.spin_until(seen, timeout) else None
@@ -205,7 +209,7 @@ def run_command(client: AgentClient, command: str, args: list[str], timeout: flo
         diag = client.latest_diagnostics(timeout=timeout)
         if diag is None:
             return False, f"no /diagnostics from {client.agent} in {timeout} s"
-        return True, "\n".join(f"{k}: {v}" for k, v in diag.items())
+        return True, "\n".join(f"{k}: {v}" for k, v in diag.items() if k != "_stamp")
     values = {}
     for item in args:
         name, sep, text = item.partition(":=")
