@@ -5,7 +5,7 @@ Gymnasium dynamics, the serial protocol on a real pty, a fixed control rate) wit
 configuration (the demo's CartPole config, ``--backend``, the run's seed, the control period
 of ``--rate``), and the robot starts its episodes from the same seeds:
 
-- serve: SerialAgentLoop on a SerialLink in this process, as `rlfm-edge serve` runs;
+- serve: SerialAgentLoop on a SerialLink, as `rlfm-edge serve` runs, in a process of its own;
 - ros: rlfm_serial_bridge and rlfm_agent_node, each in its own process, over DDS on loopback,
   with the node's default QoS; the node takes the robot YAML as its ``robot_config`` parameter.
 
@@ -58,6 +58,15 @@ def run_serve(args, seed: int, workdir: Path) -> dict:
     c = agent.counters
     return {"robot": session.robot, "late_refreshes": c.late_refreshes, "step_overruns": c.step_overruns,
             "refreshes": c.refreshes, "policy_waits": c.policy_waits}
+
+
+def run_serve_child(args, seed: int, workdir: Path) -> dict:
+    """run_serve in a process of its own, as the node has: the agents share no interpreter."""
+    out = subprocess.run([sys.executable, __file__, "--serve-child", str(seed), str(workdir),
+                          "--episodes", str(args.episodes), "--rate", str(args.rate),
+                          "--max-steps", str(args.max_steps), "--backend", args.backend],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _wait_state(client, proc, timeout: float = 60.0) -> str:
@@ -139,7 +148,11 @@ def main() -> int:
     p.add_argument("--max-steps", type=int, default=200, help="episode length cap")
     p.add_argument("--backend", default="torch")
     p.add_argument("--record", action="store_true", help="write the section of BENCHMARKS.md")
+    p.add_argument("--serve-child", nargs=2, metavar=("SEED", "WORKDIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serve_child:  # the process run_serve_child starts
+        print(json.dumps(run_serve(args, int(args.serve_child[0]), Path(args.serve_child[1]))))
+        return 0
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 40))
@@ -152,10 +165,10 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     rows = []
     try:
-        for seed in args.seeds:
-            for route in ("serve", "ros"):
+        for i, seed in enumerate(args.seeds):
+            for route in ("serve", "ros")[::1 if i % 2 == 0 else -1]:
                 with tempfile.TemporaryDirectory(prefix=f"rlfm-{route}-") as tmp:
-                    result = (run_serve(args, seed, Path(tmp)) if route == "serve"
+                    result = (run_serve_child(args, seed, Path(tmp)) if route == "serve"
                               else run_ros(args, seed, Path(tmp), context))
                 rows.append(row(route, seed, result))
                 print(rows[-1], flush=True)
@@ -169,7 +182,7 @@ def main() -> int:
              f"| route | seed | return, first {k} episodes | last {k} | all | deadline misses "
              f"(late refreshes + step overruns) | robot ticks without an action | steps | refreshes "
              f"| dropped input |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["seed"], r["route"] != "serve")):
         lines.append(f"| {r['route']} | {r['seed']} | {r['first']:.1f} | {r['last']:.1f} | "
                      f"{r['mean']:.1f} | {r['misses']} ({r['late']} + {r['overruns']}) | "
                      f"{r['missed_ticks']} | {r['steps']} | {r['refreshes']} | {r['dropped']} |")
