@@ -23,7 +23,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         s = BY_NAME[SHORT_FORMS[flag]]
         p.add_argument(f"--{flag}", default=None,
                        help=f"{s.help} (setting {s.name}: {s.expected()}; default: the config's, else "
-                       f"{s.default})")
+                       f"{'null' if s.default is None else s.default})")
 
 
 def add_set_option(p: argparse.ArgumentParser) -> None:
