@@ -137,7 +137,8 @@ class SimRobot:
     def __init__(self, link_path: str | os.PathLike, env_id: str = "CartPole-v1",
                  rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
                  faults: Faults | None = None, idle_timeout_s: float = 30.0,
-                 terminal_kind: str = "failure", wait_for_host: bool = False) -> None:
+                 terminal_kind: str = "failure", wait_for_host: bool = False,
+                 trace: str | os.PathLike | None = None) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected > 0, got {rate_hz}")
         if terminal_kind not in TERMINAL_KINDS:
@@ -157,6 +158,8 @@ class SimRobot:
         self._decoder = FrameDecoder()
         self._seq = 0
         self._episode_seed = seed
+        self.trace_path = None if trace is None else Path(trace)
+        self._trace: list[int] = []  # time.time_ns() of every ACTION accepted, for --trace
 
     def _fault(self, name: str) -> bool:
         every = getattr(self.faults, f"{name}_every")
@@ -194,6 +197,8 @@ class SimRobot:
                         self.counters.stale_actions += 1
                     elif not self._fault("drop_action"):
                         self._last_heard = time.monotonic()
+                        if self.trace_path is not None:
+                            self._trace.append(time.time_ns())
                         return msg.action
                 elif isinstance(msg, Error) and msg.ref_seq == seq:
                     self.counters.errors_received += 1
@@ -259,6 +264,8 @@ class SimRobot:
                     next_tick = now
         finally:
             self.port.close()
+            if self.trace_path is not None:
+                self.trace_path.write_text("".join(f"{t}\n" for t in self._trace))
         return c
 
     def _hear_host(self) -> bool:
@@ -282,8 +289,10 @@ def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLik
           rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
           faults: Faults | None = None, env_id: str = "CartPole-v1",
           wait_s: float = 20.0, terminal_kind: str = "failure",
-          wait_for_host: bool = False) -> subprocess.Popen:
-    """Start the robot in its own process; returns once its port exists."""
+          wait_for_host: bool = False, trace: str | os.PathLike | None = None) -> subprocess.Popen:
+    """Start the robot in its own process; returns once its port exists. ``trace``: a file
+    that gets the time.time_ns() of every ACTION the robot accepted, one per line, when it
+    stops (at its episode count, when the host is silent too long, or on SIGINT)."""
     link_path = Path(link_path)
     with contextlib.suppress(FileNotFoundError):
         link_path.unlink()
@@ -293,6 +302,8 @@ def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLik
            terminal_kind] + (["--wait-for-host"] if wait_for_host else [])
     if summary is not None:
         cmd += ["--summary", str(summary)]
+    if trace is not None:
+        cmd += ["--trace", str(trace)]
     for name, value in asdict(faults or Faults()).items():
         if value:
             cmd += [f"--{name.replace('_', '-')}", str(value)]
@@ -372,12 +383,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="what a terminated episode reached: failure (CartPole) or goal (MountainCar)")
     p.add_argument("--wait-for-host", action="store_true",
                    help="start the first episode once the host is heard (its first HEARTBEAT)")
+    p.add_argument("--trace", default=None,
+                   help="write the time (ns) of every ACTION accepted here, one per line")
     for name, f in Faults.__dataclass_fields__.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = p.parse_args(argv)
     faults = Faults(**{name: getattr(args, name) for name in Faults.__dataclass_fields__})
     robot = SimRobot(args.link, args.env, args.rate, args.max_steps, args.seed, faults,
-                     terminal_kind=args.terminal_kind, wait_for_host=args.wait_for_host)
+                     terminal_kind=args.terminal_kind, wait_for_host=args.wait_for_host,
+                     trace=args.trace)
     try:
         counters = robot.run(args.episodes)
     except KeyboardInterrupt:

@@ -270,8 +270,9 @@ def test_truncated_weights_are_a_model_file_error(exported_model, tmp_path):
 class ScriptedLink:
     """A link whose robot sends ``n`` observations of a 4-state chain, one per receive()."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, pace_s: float = 0.0) -> None:
         self.left = n
+        self.pace_s = pace_s  # between observations, so periodic saves find new transitions
         self.seq = itertools.count()
         self.sent: list[Action] = []
 
@@ -280,6 +281,7 @@ class ScriptedLink:
             time.sleep(timeout)
             return None
         self.left -= 1
+        time.sleep(self.pace_s)
         seq = next(self.seq)
         return Observation(((seq % 4 + 0.5) / 4,), 0.5, episode_end=seq % 40 == 39, seq=seq,
                            reset=seq == 0)
@@ -299,7 +301,7 @@ def test_wall_clock_jumps_do_not_disturb_periods_deadlines_or_saves(tmp_path, mo
     log = TransitionLogger(tmp_path / "run.mcap", 4, 2, 5)
     agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), PlanningEngine(), horizon=5,
                         n_actions=2, persistence=persistence, transition_log=log, refresh_every=5)
-    link = ScriptedLink(400)
+    link = ScriptedLink(400, pace_s=0.001)
     loop = SerialAgentLoop(link, agent)
     t0 = time.monotonic()
     loop.run(duration_s=1.0)

@@ -18,12 +18,16 @@ SHORT_FORMS = {"backend": "backend", "precision": "precision", "model": "model_f
                "stats": "statistics.path", "log": "log"}
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
+def add_engine_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None = None) -> None:
+    """``--backend``, ``--precision``, ``--model``; not given, the robot config's value stands,
+    unless ``defaults`` gives the command's own (shown by --help)."""
+    defaults = defaults or {}
     for flag in ("backend", "precision", "model"):
         s = BY_NAME[SHORT_FORMS[flag]]
-        p.add_argument(f"--{flag}", default=None,
-                       help=f"{s.help} (setting {s.name}: {s.expected()}; default: the config's, else "
-                       f"{'null' if s.default is None else s.default})")
+        unset = ("" if flag in defaults else f"; not given: the config's, else "
+                 f"{'null' if s.default is None else s.default}")
+        p.add_argument(f"--{flag}", default=defaults.get(flag),
+                       help=f"{s.help} (setting {s.name}: {s.expected()}{unset})")
 
 
 def add_set_option(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,9 @@
-"""`rlfm-edge serve`: the agent against a robot over a serial port (protocol in the README).
+"""`rlfm-edge serve`: the agent against a robot over a serial port.
 
-Runs until Ctrl-C or SIGTERM (or --episodes / --duration); the statistics are saved
-periodically and at exit, so the next start carries on from them.
+The robot speaks the serial protocol of docs/serial-protocol.md. Runs until Ctrl-C or SIGTERM
+(or --episodes / --duration); the statistics are saved periodically and at exit, so the next
+start carries on from them. Exits 1 when the port never opened; a start that fails leaves
+every file as it was (docs/robot-data.md).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import signal
+import sys
 import threading
 
 from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
@@ -49,13 +52,29 @@ def dropped_summary(counters) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rlfm_edge.runtime import RobotConfig, SerialAgentLoop
-    from rlfm_edge.runtime.engine import make_robot_engine
-    from rlfm_edge.serial.link import SerialLink
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        config, agent = _start(args)
+    except Interrupted as stop:
+        raise stop.saying("stopped while starting: nothing was written, the statistics and "
+                          "logs are as they were") from None
+    return _serve(args, config, agent)
+
+
+def _start(args: argparse.Namespace):
+    """The robot YAML with the command line's settings, then the agent: it checks the log
+    folder, loads the statistics and builds the engine before it writes anything."""
+    from rlfm_edge.runtime import RobotConfig
 
     config = RobotConfig.load(args.config).updated(overrides(args), source="command line")
-    engine = make_robot_engine(config)
-    agent = config.make_agent(engine)
+    return config, config.make_agent()
+
+
+def _serve(args: argparse.Namespace, config, agent) -> int:
+    from rlfm_edge.runtime import SerialAgentLoop
+    from rlfm_edge.serial.link import SerialLink
+
     print(f"serving {agent!r} on {args.port} at {args.baud} baud; S={agent.n_states} "
           f"(terminal state: {agent.has_terminal_state}), horizon {config.horizon}; Ctrl-C stops")
 
@@ -68,16 +87,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     link = SerialLink(args.port, args.baud)
     loop = SerialAgentLoop(link, agent, on_episode=report)
     stop = threading.Event()
+    stopped_by = None
     with stop_on_sigterm(stop):
         try:
             loop.run(max_episodes=args.episodes, duration_s=args.duration, stop=stop)
         except KeyboardInterrupt:
-            print("stopping")
+            stopped_by = "Ctrl-C"
         finally:
             link.close()
             agent.close()
     if stop.is_set():
-        print("stopped by SIGTERM")
+        stopped_by = "SIGTERM"
     c, lc = agent.counters, loop.counters
     print(f"{lc.episodes} episodes, {c.transitions} transitions, {c.refreshes} refreshes "
           f"({c.late_refreshes} late, {c.refresh_failures} failed); {lc.invalid_observations} "
@@ -86,18 +106,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{link.counters.disconnects} disconnects; statistics saved {c.saves} times "
           f"({c.save_failures} failures)" + (f" to {config.stats_path}" if config.stats_path
                                              else ""))
+    if link.counters.connects == 0:
+        print(f"rlfm-edge serve: never connected to {args.port} ({link.counters.connect_failures} "
+              f"attempts); nothing was written, the statistics and logs are as they were",
+              file=sys.stderr)
+        return 1
+    print(("stopped by " + stopped_by + "; " if stopped_by else "") + kept_summary(agent)
+          + "; start again to carry on from them")
     return 0
+
+
+def kept_summary(agent) -> str:
+    """What a run left on disk: its statistics file and its log segment."""
+    persistence, logger = agent.persistence, agent.transition_log
+    parts = []
+    if persistence is not None:
+        parts.append(f"statistics in {persistence.path} ({agent.stats.n_transitions} transitions"
+                     + (f", {agent.counters.save_failures} saves failed" if
+                        agent.counters.save_failures else "") + ")")
+    else:
+        parts.append("statistics not kept (no statistics path)")
+    if logger is not None:
+        parts.append(f"log segment {logger.path}" if logger.path.exists()
+                     else "no log segment (no step)")
+    return "; ".join(parts)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="run the agent against a robot over a serial port",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--port", required=True, help="serial device (e.g. /dev/ttyUSB0) or pyserial URL")
-    p.add_argument("--baud", type=positive(int), default=115200)
+    p.add_argument("--baud", type=positive(int), default=115200, help="serial baud rate")
     p.add_argument("--config", required=True, help="robot YAML (see examples/cartpole_robot.yaml)")
     add_engine_options(p)
     p.add_argument("--stats", default=None, help="statistics file (setting statistics.path)")
-    p.add_argument("--log", default=None, help="MCAP transition log (setting log)")
+    p.add_argument("--log", default=None, help="folder of MCAP transition logs, one segment per "
+                   "start (setting log)")
     add_set_option(p)
     p.add_argument("--episodes", type=positive(int), default=None,
                    help="stop after this many complete episodes")

@@ -68,7 +68,8 @@ from rlfm_edge.inference.base import (
     action_probabilities,
     state_temperatures,
 )
-from rlfm_edge.logs import TransitionLogger
+from rlfm_edge.logs import TransitionLogger, check_log_folder
+from rlfm_edge.runtime.engine import make_robot_engine
 from rlfm_edge.runtime.persistence import StatsPersistence
 from rlfm_edge.runtime.robot_config import (
     AGENT_SETTINGS,
@@ -237,25 +238,37 @@ class OnlineAgent:
         self.request_refresh()
 
     @classmethod
-    def from_config(cls, config: RobotConfig, engine: PolicyEngine,
+    def from_config(cls, config: RobotConfig, engine: PolicyEngine | None = None,
                     stats: CountStats | None = None) -> OnlineAgent:
-        """The agent ``config`` describes, with its statistics file and MCAP log."""
-        config.discretizer.check_fits(engine.max_states - len(terminal_kinds(config.terminal_state)))
-        path = config.stats_path
-        if path is not None and config.stats_required and not path.exists() \
-                and not path.with_name(path.name + ".prev").exists():
-            raise FileNotFoundError(f"statistics.path: {path} not found (statistics.require_file "
-                                    f"is true)")
-        persistence = (StatsPersistence(path, every_s=config.save_every_s,
-                                        every_steps=config.save_every_steps)
-                       if path is not None else None)
+        """The agent ``config`` describes, with its statistics file and its log folder.
+
+        A start checks and loads everything before it writes anything: the log folder, the
+        statistics (``stats``, else those at ``statistics.path``), then the engine (``engine``,
+        else ``make_robot_engine(config)``). A start that fails leaves every file as it was,
+        apart from a damaged statistics file, moved aside with the command that rebuilds it
+        (``StatsPersistence.load_or_new``). The log segment is created by the first step.
+        """
+        kinds = terminal_kinds(config.terminal_state)
+        if engine is not None:
+            config.discretizer.check_fits(engine.max_states - len(kinds))
+        if config.log_path is not None:
+            check_log_folder(config.log_path)
+        persistence = config.persistence()
+        if stats is None and persistence is not None:
+            if config.stats_required and not persistence.path.exists() \
+                    and not persistence.prev_path.exists():
+                raise FileNotFoundError(f"statistics.path: {persistence.path} not found "
+                                        f"(statistics.require_file is true)")
+            stats = persistence.load_or_new(config.n_states, config.n_actions)
+        if engine is None:
+            engine = make_robot_engine(config)
         logger = None
         if config.log_path is not None:
             import yaml
 
-            logger = TransitionLogger(config.log_path, config.n_states, config.n_actions,
-                                      config.horizon,
-                                      yaml.safe_dump(config.discretizer.to_config(), sort_keys=False))
+            logger = TransitionLogger.new_segment(
+                config.log_path, config.n_states, config.n_actions, config.horizon,
+                yaml.safe_dump(config.discretizer.to_config(), sort_keys=False))
         try:
             return cls(config.discretizer, engine, config.horizon, config.n_actions, stats=stats,
                        persistence=persistence, transition_log=logger, **config.agent_settings())
@@ -321,7 +334,8 @@ class OnlineAgent:
         c.steps += 1
         if self.transition_log is not None:
             self._queue.append((self._episode, c.steps, np.array(observation, np.float32), s, a,
-                                reward, prev, int((time.perf_counter() - t0) * 1e9)))
+                                reward, prev, int((time.perf_counter() - t0) * 1e9),
+                                time.time_ns()))
         dt = time.perf_counter() - t0  # after the copy for the log: the caller waits for it too
         c.last_step_latency_s = dt
         if dt > self.control_period_s:
@@ -397,10 +411,11 @@ class OnlineAgent:
             if self.transition_log is not None:
                 obs = (np.zeros(0, np.float32) if observation is None
                        else np.array(observation, np.float32).ravel())
-                self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0))
+                stamp = time.time_ns()
+                self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0, stamp))
                 for a in range(self.n_actions):
                     self._queue.append((self._episode, self._c.steps, np.zeros(0, np.float32), T,
-                                        -1, worth, (T, a), 0))
+                                        -1, worth, (T, a), 0, stamp))
             self._c.transitions += 1
         self.end_episode()
 
@@ -464,7 +479,7 @@ class OnlineAgent:
         with self._stats_lock:
             self._drain()
             if path is None:
-                return self.persistence.save(self._stats)
+                return self.persistence.save(self._stats, force=True)
             try:
                 self._stats.save(path, keep_previous=True)
             except OSError as exc:
@@ -548,15 +563,23 @@ class OnlineAgent:
             elif len(item) == 4:
                 stats.update(*item)
             else:
-                episode, step, obs, s, a, r, prev, latency_ns = item
+                episode, step, obs, s, a, r, prev, latency_ns, stamp = item
                 p_s, p_a = prev if prev is not None else (-1, -1)
                 try:
                     logger.write(episode, step, obs.ravel(), s, a, r if r is not None else 0.0,
-                                 p_s, p_a, latency_ns)
+                                 p_s, p_a, latency_ns, stamp)
                 except OSError as exc:
-                    self._c.log_failures += 1
-                    if self._c.log_failures == 1:
-                        log.error("cannot write the transition log (%s); steps go unlogged", exc)
+                    self._log_failed(exc)
+        if logger is not None:
+            try:
+                logger.flush_if_due()  # also while the robot is idle: the crash-loss bound holds
+            except OSError as exc:
+                self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        self._c.log_failures += 1
+        if self._c.log_failures == 1:
+            log.error("cannot write the transition log (%s); steps go unlogged", exc)
 
     def _bookkeeper_loop(self) -> None:
         while True:

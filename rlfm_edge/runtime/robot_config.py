@@ -17,7 +17,7 @@ mode: sample              # or greedy
 max_policy_lag: 10        # a step waits for a refresh requested this many transitions ago
 control_period_s: 0.01    # the robot's tick
 statistics: {path: stats/robot.npz, save_every_s: 30}
-log: null                 # MCAP transition log
+log: null                 # folder of MCAP transition logs, one segment per start
 backend: auto             # and precision, model_file_path, engine_file_path, ...
 ```
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from rlfm_edge.discretize import Discretizer, load_yaml
 from rlfm_edge.inference.base import DEFAULT_ANNEAL_VISITS, DEFAULT_TEMPERATURE
+from rlfm_edge.runtime.persistence import StatsPersistence
 
 CONFIG_VERSION = 1
 MODES = ("sample", "greedy")
@@ -73,8 +74,9 @@ def terminal_kinds(terminal_state: bool | str | None) -> tuple[str, ...]:
 class Setting:
     """One setting: ``name`` on every route (YAML, flags, ROS), ``attr`` on RobotConfig.
 
-    ``kind``: int, float (finite, > 0), bool, choice (one of ``choices``), path (a file; an
-    empty string is null), terminal (``terminal_kinds``), discretizer (a mapping or a path).
+    ``kind``: int, float (finite, > 0), bool, choice (one of ``choices``), path (a file or a
+    folder; an empty string is null), terminal (``terminal_kinds``), discretizer (a mapping or
+    a path).
     """
 
     name: str
@@ -102,7 +104,7 @@ class Setting:
         elif self.kind == "choice":
             what = " or ".join(repr(c) for c in self.choices)
         else:
-            what = {"bool": "true or false", "path": "a file path",
+            what = {"bool": "true or false", "path": "a path",
                     "terminal": "false, true, 'failure', 'goal' or 'both'",
                     "discretizer": "a mapping with 'dimensions' or a discretizer file path"}[self.kind]
         return f"null or {what}" if self.nullable else what
@@ -166,8 +168,9 @@ class RobotConfig:
         "discretizer", "observation vector -> state: a mapping of `dimensions` (name, low, high, "
         "bins or edges) or the path of a discretizer YAML")
     n_actions: int = _setting("int", "the robot's discrete actions", low=1)
-    horizon: int = _setting("int", "the planning horizon given to the model (trained on 5..60), "
-                            "receding: act well for the next H steps", low=1, high=256)
+    horizon: int = _setting("int", "the planning horizon given to the model (the shipped one was "
+                            "trained on 5..100), receding: act well for the next H steps",
+                            low=1, high=256)
     terminal_state: bool | str = _setting(
         "terminal", "absorbing end states: false, failure (or true; worth 0 per step), goal (worth "
         "1 per step) or both; the first is the kind a terminal end enters unless it says",
@@ -209,8 +212,10 @@ class RobotConfig:
                                             nullable=True, low=1)
     stats_required: bool = _setting("bool", "refuse to start without a statistics file", False,
                                     name="statistics.require_file")
-    log_path: Path | None = _setting("path", "MCAP transition log (ros2 bag and Foxglove open "
-                                     "it); null: none", None, name="log", nullable=True)
+    log_path: Path | None = _setting(
+        "path", "folder of MCAP transition logs: each start writes a new segment file there, "
+        "never overwriting one (ros2 bag and Foxglove open each); null: none", None, name="log",
+        nullable=True)
     backend: str = _setting("choice", "inference backend (planning: model-free optimistic "
                             "planning on the counts)", "auto", choices=BACKENDS)
     precision: str = _setting("choice", "inference precision, backend permitting", "fp32",
@@ -244,7 +249,7 @@ class RobotConfig:
             raise ValueError(f"{source}: expected a mapping of fields, got {type(raw).__name__}")
         values = _flatten(raw, source)
         version = values.pop("version", CONFIG_VERSION)
-        if version != CONFIG_VERSION:
+        if type(version) is not int or version != CONFIG_VERSION:  # true == 1.0 == 1 in Python
             raise ValueError(f"{source}: version: expected {CONFIG_VERSION}, got {version!r}")
         unknown = sorted(set(values) - set(BY_NAME))
         if unknown:
@@ -274,8 +279,18 @@ class RobotConfig:
         """The OnlineAgent keyword arguments of this configuration."""
         return {s.attr: getattr(self, s.attr) for s in SETTINGS if s.agent}
 
-    def make_agent(self, engine, stats=None):
-        """The OnlineAgent this configuration describes, with its persistence and log."""
+    def persistence(self) -> StatsPersistence | None:
+        """Where the statistics live and when they are saved (None without ``statistics.path``);
+        reads and writes nothing."""
+        if self.stats_path is None:
+            return None
+        return StatsPersistence(self.stats_path, every_s=self.save_every_s,
+                                every_steps=self.save_every_steps, log_folder=self.log_path)
+
+    def make_agent(self, engine=None, stats=None):
+        """The OnlineAgent this configuration describes, with its statistics and log
+        (``OnlineAgent.from_config``: the engine, if not given, is made after the statistics
+        load, so a start that fails writes nothing)."""
         from rlfm_edge.runtime.online_agent import OnlineAgent
 
         return OnlineAgent.from_config(self, engine, stats=stats)

@@ -27,7 +27,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32, String
 from std_srvs.srv import Trigger
 
-from rlfm_edge.runtime.engine import make_robot_engine, model_version
+from rlfm_edge.runtime.engine import model_version
 from rlfm_edge.runtime.message_pairing import MessagePairing
 from rlfm_edge_ros.executor import spin
 from rlfm_edge_ros.parameters import ConfigParameters, qos_profiles
@@ -69,9 +69,8 @@ class AgentNode(ConfigParameters, LifecycleNode):
             config = self.robot_config()
             if config.stats_path is None:
                 config = config.updated({"statistics.path": str(default_statistics_path(self.get_name()))})
-            engine = make_robot_engine(config)
-            self._model_version = model_version(engine, config.model_file_path)
-            self._agent = config.make_agent(engine)
+            self._agent = config.make_agent()  # statistics loaded before the engine is built
+            self._model_version = model_version(self._agent.engine, config.model_file_path)
             self._check_command_table()
             self._make_entities()
         except Exception as exc:  # noqa: BLE001 - any failure: report it, stay unconfigured

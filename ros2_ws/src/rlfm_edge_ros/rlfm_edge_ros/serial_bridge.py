@@ -1,6 +1,6 @@
 """rlfm_serial_bridge: a microcontroller robot's serial link, as the rlfm_agent node's topics.
 
-For robots that speak the rlfm-edge serial protocol (README, "Serial protocol") and want the
+For robots that speak the rlfm-edge serial protocol (docs/serial-protocol.md) and want the
 agent inside a ROS 2 graph (so it is managed, logged, and shares /diagnostics). The frames are
 read by the serial-session rules `rlfm-edge serve` uses (``rlfm_edge.serial.session``): an
 OBSERVATION becomes ``~/reward`` (unless it starts an episode) then ``~/observation`` on the
