@@ -145,7 +145,7 @@ class _ModelTarget(Target):
             save_model(PolicyGAT(ModelConfig(hidden=4, heads=2, layers=1, max_successors=2,
                                              max_states=6, max_actions=2)), self.model)
             if self.onnx:
-                from training.export import export_onnx
+                from rlfm_edge.training.export import export_onnx
 
                 export_onnx(self.model)
         self.case = self.work / "case"

@@ -29,7 +29,7 @@ from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.bench.runner import run_jobs
 from rlfm_edge.inference import PolicyEngine, make_engine
 from rlfm_edge.planning import optimal_value
-from training.prior import PriorConfig, sample_mdp
+from rlfm_edge.training.prior import PriorConfig, sample_mdp
 
 
 @cache

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from calibration.calibset import prior_features
-from calibration.quantize import greedy_agreement
 from rlfm_edge.bench.report import print_and_record
+from rlfm_edge.calibration.calibset import prior_features
+from rlfm_edge.calibration.quantize import greedy_agreement
 from rlfm_edge.inference.base import DEFAULT_TEMPERATURE
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
 

@@ -13,10 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from calibration.calibset import prior_features
-from calibration.quantize import greedy_agreement
-from calibration.sensitivity import SessionEngine, dequantize_nodes, layer_sensitivity, quantized_linear_nodes
 from rlfm_edge.bench.report import print_and_record
+from rlfm_edge.calibration.calibset import prior_features
+from rlfm_edge.calibration.quantize import greedy_agreement
+from rlfm_edge.calibration.sensitivity import (
+    SessionEngine,
+    dequantize_nodes,
+    layer_sensitivity,
+    quantized_linear_nodes,
+)
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine, read_spec
 
 

@@ -35,9 +35,9 @@ from rlfm_edge.bench.report import OFFLINE_MARGIN, print_and_record
 from rlfm_edge.inference.torch_backend import TorchEngine
 from rlfm_edge.offline import extract_policy
 from rlfm_edge.planning import policy_value, value_iteration
-from training.data import epsilon_greedy
-from training.prior import PriorConfig, sample_mdp
-from training.rollout import rollout
+from rlfm_edge.training.data import epsilon_greedy
+from rlfm_edge.training.prior import PriorConfig, sample_mdp
+from rlfm_edge.training.rollout import rollout
 
 EPSILON = 0.1
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.planning import value_iteration
-from training.data import scaled_q
-from training.robot_prior import BUILDERS, SYSTEMS, _bins, _edges, _random_rollouts, induced_mdp
+from rlfm_edge.training.data import scaled_q
+from rlfm_edge.training.robot_prior import BUILDERS, SYSTEMS, _bins, _edges, _random_rollouts, induced_mdp
 
 REFERENCE = 4096
 TAU = 0.05  # the training configs' target temperature

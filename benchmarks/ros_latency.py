@@ -60,8 +60,8 @@ def echo_node() -> None:
     """
     import rclpy
     from rclpy.node import Node
-    from rlfm_edge_ros.agent_node import qos_profiles
     from rlfm_edge_ros.executor import spin
+    from rlfm_edge_ros.parameters import qos_profiles
     from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
 
     rclpy.init()
@@ -85,8 +85,8 @@ def measure(backend: str, messages: int, rate_hz: float, context) -> dict:
     else:
         args = [sys.executable, "-m", "rlfm_edge_ros.agent_node", "--ros-args", "-r", "__node:=rlfm_bench"]
         for p in [f"backend:={backend}", "observation_dim:=2", "bins_per_dimension:=16", "n_actions:=4",
-                  f"control_rate_hz:={rate_hz}", "horizon:=20", "save_period_s:=0.0",
-                  f"statistics_path:=/tmp/rlfm_ros_latency_{os.getpid()}_{backend}.npz"]:
+                  f"control_period_s:={1.0 / rate_hz}", "horizon:=20", "statistics.save_every_s:=null",
+                  f"statistics.path:=/tmp/rlfm_ros_latency_{os.getpid()}_{backend}.npz"]:
             args += ["-p", p]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -42,9 +42,9 @@ def open_fds() -> int:
 
 
 def soak(args) -> dict:
-    from rlfm_edge.inference import make_engine
     from rlfm_edge.logs import read_statistics
     from rlfm_edge.runtime import RobotConfig
+    from rlfm_edge.runtime.engine import make_robot_engine
     from rlfm_edge.runtime.serial_loop import SerialAgentLoop
     from rlfm_edge.serial.link import SerialLink
     from rlfm_edge.sim_robot import CARTPOLE_CONFIG, spawn
@@ -59,9 +59,9 @@ def soak(args) -> dict:
     config = RobotConfig.from_dict({
         **CARTPOLE_CONFIG, "control_period_s": 1.0 / args.rate,
         "statistics": {"path": str(stats_path), "save_every_s": args.save_every_s},
-        "log": str(log_path) if args.log else None})
-    kw = {} if args.backend == "planning" else {"model": args.model, "precision": args.precision}
-    agent = config.make_agent(make_engine(args.backend, **kw))
+        "log": str(log_path) if args.log else None, "backend": args.backend,
+        "precision": args.precision, "model_file_path": None if args.backend == "planning" else args.model})
+    agent = config.make_agent(make_robot_engine(config))
     port, summary = work / "ttyROBOT", work / "robot.json"
     summary.unlink(missing_ok=True)
     robot = spawn(port, episodes=10**9, summary=summary, rate_hz=args.rate,

@@ -30,8 +30,8 @@ SNAPSHOTS = (0.05, 0.2, 0.5, 1.0)  # fractions of a log's transitions kept as ca
 def prior_features(n: int, seed: int, max_states: int, max_actions: int,
                    max_successors: int) -> list[GraphFeatures]:
     """Features of ``n`` examples of the training prior that fit (Smax, Amax)."""
-    from training.data import DataConfig, make_example
-    from training.prior import PriorConfig
+    from rlfm_edge.training.data import DataConfig, make_example
+    from rlfm_edge.training.prior import PriorConfig
 
     prior = PriorConfig(s_max=max(2, min(PriorConfig().s_max, max_states)),
                         a_max=max(2, min(PriorConfig().a_max, max_actions)))

@@ -100,7 +100,7 @@ def write_int8(model_dir: Path, model, qspec: dict) -> dict:
     ``model.int8.onnx`` with its description ``qspec`` (completed here); returns the spec."""
     import onnx
 
-    from training.export import write_spec
+    from rlfm_edge.training.export import write_spec
 
     onnx.checker.check_model(model)
     data = model.SerializeToString()
@@ -143,7 +143,7 @@ def greedy_agreement(reference, other, feats, clear_gap: float = 0.05,
     ``mean_tv`` is what it feels: the total-variation distance between the two action
     distributions at ``temperature`` (the agent's before annealing), averaged over the visited states.
     """
-    from calibration.calibset import calibration_inputs
+    from rlfm_edge.calibration.calibset import calibration_inputs
 
     out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0, "max_abs_diff": 0.0, "tv_sum": 0.0}
     for g, x in zip(feats, calibration_inputs(feats, reference.max_states, reference.max_actions,

@@ -19,7 +19,7 @@ import copy
 
 import numpy as np
 
-from calibration.quantize import QUANTIZED_OPS, greedy_agreement
+from rlfm_edge.calibration.quantize import QUANTIZED_OPS, greedy_agreement
 
 
 def quantized_linear_nodes(model) -> list[str]:
@@ -117,7 +117,7 @@ def keep_float(model_dir, int8_model, qspec: dict, k: int, mdps: int = 100, seed
     on ``mdps`` prior MDPs of ``seed``; returns the model and its description, unwritten."""
     import onnx
 
-    from calibration.calibset import prior_features
+    from rlfm_edge.calibration.calibset import prior_features
     from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
 
     n_quantized = len(quantized_linear_nodes(int8_model))

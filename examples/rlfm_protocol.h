@@ -13,7 +13,10 @@
  *                                host restarts its sequence check at this seq),
  *                                bit2 TERMINAL (with EPISODE_END: the episode ended in an
  *                                absorbing state, e.g. the robot fell), bit3 REPEAT (the
- *                                previous OBSERVATION got no ACTION; same content, new seq)
+ *                                previous OBSERVATION got no ACTION; same content, new seq),
+ *                                bit4 GOAL (with TERMINAL: that absorbing state is the task's
+ *                                goal, e.g. the car reached the flag, worth the top reward;
+ *                                TERMINAL alone: the host's default kind, terminal_state)
  *   ACTION      0x02 host->robot: ack_seq:u16 (seq of the OBSERVATION answered) | action:i32
  *   HEARTBEAT   0x03 both ways:   uptime_ms:u32
  *   ERROR       0x04 both ways:   code:u8 | ref_seq:u16 | text:utf-8 (rest of payload)
@@ -38,7 +41,8 @@
 #define RLFM_MAX_FRAME (RLFM_MAX_PAYLOAD + 2 + (RLFM_MAX_PAYLOAD + 2) / 254 + 2)
 
 enum rlfm_type { RLFM_OBSERVATION = 1, RLFM_ACTION = 2, RLFM_HEARTBEAT = 3, RLFM_ERROR = 4 };
-enum rlfm_flags { RLFM_EPISODE_END = 1, RLFM_RESET = 2, RLFM_TERMINAL = 4, RLFM_REPEAT = 8 };
+enum rlfm_flags { RLFM_EPISODE_END = 1, RLFM_RESET = 2, RLFM_TERMINAL = 4, RLFM_REPEAT = 8,
+                  RLFM_GOAL = 16 };
 enum rlfm_error_code { RLFM_ERR_BAD_FRAME = 1, RLFM_ERR_INVALID_OBSERVATION = 2,
                        RLFM_ERR_INTERNAL = 3 };
 

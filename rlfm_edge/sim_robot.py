@@ -6,7 +6,8 @@ fixed control rate it does what firmware would: send an OBSERVATION (with the re
 last action), wait for the ACTION that acknowledges it until the tick ends, apply it to the
 dynamics. When no ACTION comes in time it freezes the dynamics and sends the same
 observation again with REPEAT. An episode's end is its own OBSERVATION (EPISODE_END, plus
-TERMINAL when the dynamics terminated rather than ran out of time).
+TERMINAL when the dynamics terminated rather than ran out of time, and GOAL when such an end is
+the task's goal: ``terminal_kind`` "goal", as for MountainCar; CartPole's fall is a "failure").
 
 Faults for hardware-in-the-loop tests are injected on the wire (``Faults``): garbage bytes,
 frames with a broken CRC, duplicated and stale sequence numbers, NaN observations, lost
@@ -34,6 +35,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from rlfm_edge.runtime.robot_config import TERMINAL_KINDS
 from rlfm_edge.serial.protocol import (
     Action,
     Error,
@@ -135,9 +137,14 @@ class SimRobot:
     def __init__(self, link_path: str | os.PathLike, env_id: str = "CartPole-v1",
                  rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
                  faults: Faults | None = None, idle_timeout_s: float = 30.0,
+                 terminal_kind: str = "failure", wait_for_host: bool = False,
                  trace: str | os.PathLike | None = None) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected > 0, got {rate_hz}")
+        if terminal_kind not in TERMINAL_KINDS:
+            raise ValueError(f"terminal_kind: expected one of {list(TERMINAL_KINDS)}, got {terminal_kind!r}")
+        self.goal = terminal_kind == "goal"
+        self.wait_for_host = wait_for_host
         self.env = gym.make(env_id, max_episode_steps=max_episode_steps)
         if not isinstance(self.env.action_space, gym.spaces.Discrete):
             raise ValueError(f"env_id: {env_id} must have a discrete action space")
@@ -209,6 +216,9 @@ class SimRobot:
         """Run ``episodes`` complete episodes (or until the host is silent too long)."""
         c = self.counters
         self.port.open()
+        if self.wait_for_host and not self._hear_host():
+            self.port.close()
+            return c
         obs, reward, ret = self._reset_env(), 0.0, 0.0
         ending = terminal = False
         reset_flag, repeat = True, False
@@ -229,7 +239,8 @@ class SimRobot:
                 if self._fault("nan"):
                     sent = (math.nan,) + sent[1:]
                 seq = self._send(Observation(sent, float(reward), episode_end=ending,
-                                             reset=reset_flag, terminal=terminal, repeat=repeat))
+                                             reset=reset_flag, terminal=terminal, repeat=repeat,
+                                             goal=terminal and self.goal))
                 next_tick += self.period
                 action = self._await(seq, next_tick)
                 if action is None:
@@ -257,6 +268,14 @@ class SimRobot:
                 self.trace_path.write_text("".join(f"{t}\n" for t in self._trace))
         return c
 
+    def _hear_host(self) -> bool:
+        """Wait for any valid frame from the host (its first HEARTBEAT): it has opened its end."""
+        deadline = time.monotonic() + self.idle_timeout_s
+        while time.monotonic() < deadline:
+            if self._decoder.feed(self.port.read(deadline - time.monotonic())):
+                return True
+        return False
+
     def _unplug(self) -> None:
         self.port.close()
         time.sleep(self.faults.unplug_for_s)
@@ -269,7 +288,8 @@ class SimRobot:
 def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLike | None = None,
           rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
           faults: Faults | None = None, env_id: str = "CartPole-v1",
-          wait_s: float = 20.0, trace: str | os.PathLike | None = None) -> subprocess.Popen:
+          wait_s: float = 20.0, terminal_kind: str = "failure",
+          wait_for_host: bool = False, trace: str | os.PathLike | None = None) -> subprocess.Popen:
     """Start the robot in its own process; returns once its port exists. ``trace``: a file
     that gets the time.time_ns() of every ACTION the robot accepted, one per line, when it
     stops (at its episode count, when the host is silent too long, or on SIGINT)."""
@@ -278,7 +298,8 @@ def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLik
         link_path.unlink()
     cmd = [sys.executable, "-m", "rlfm_edge.sim_robot", "--link", str(link_path),
            "--episodes", str(episodes), "--rate", str(rate_hz), "--max-steps",
-           str(max_episode_steps), "--seed", str(seed), "--env", env_id]
+           str(max_episode_steps), "--seed", str(seed), "--env", env_id, "--terminal-kind",
+           terminal_kind] + (["--wait-for-host"] if wait_for_host else [])
     if summary is not None:
         cmd += ["--summary", str(summary)]
     if trace is not None:
@@ -312,7 +333,8 @@ class SimSession:
 
 def serve_sim(actor, workdir: str | os.PathLike, episodes: int, rate_hz: float = 100.0,
               max_episode_steps: int = 200, seed: int = 0, faults: Faults | None = None,
-              on_episode=None, timeout_s: float = 600.0, env_id: str = "CartPole-v1") -> SimSession:
+              on_episode=None, timeout_s: float = 600.0, env_id: str = "CartPole-v1",
+              terminal_kind: str = "failure", wait_for_host: bool = False) -> SimSession:
     """Run ``actor`` against a simulated robot process over a real pty until ``episodes``
     complete episodes; the host side is SerialAgentLoop on a SerialLink, as in `serve`."""
     from rlfm_edge.runtime.serial_loop import SerialAgentLoop
@@ -323,7 +345,8 @@ def serve_sim(actor, workdir: str | os.PathLike, episodes: int, rate_hz: float =
     port, summary = workdir / "ttyROBOT", workdir / "robot.json"
     summary.unlink(missing_ok=True)
     t0 = time.monotonic()
-    proc = spawn(port, episodes, summary, rate_hz, max_episode_steps, seed, faults, env_id)
+    proc = spawn(port, episodes, summary, rate_hz, max_episode_steps, seed, faults, env_id,
+                 terminal_kind=terminal_kind, wait_for_host=wait_for_host)
     link = SerialLink(str(port), 115200, backoff_initial_s=0.02, backoff_max_s=0.5)
     loop = SerialAgentLoop(link, actor, on_episode=on_episode)
     try:
@@ -356,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=200, help="episode length cap")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--summary", default=None, help="write the robot's counters here (JSON)")
+    p.add_argument("--terminal-kind", default="failure", choices=list(TERMINAL_KINDS),
+                   help="what a terminated episode reached: failure (CartPole) or goal (MountainCar)")
+    p.add_argument("--wait-for-host", action="store_true",
+                   help="start the first episode once the host is heard (its first HEARTBEAT)")
     p.add_argument("--trace", default=None,
                    help="write the time (ns) of every ACTION accepted here, one per line")
     for name, f in Faults.__dataclass_fields__.items():
@@ -363,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     faults = Faults(**{name: getattr(args, name) for name in Faults.__dataclass_fields__})
     robot = SimRobot(args.link, args.env, args.rate, args.max_steps, args.seed, faults,
+                     terminal_kind=args.terminal_kind, wait_for_host=args.wait_for_host,
                      trace=args.trace)
     try:
         counters = robot.run(args.episodes)

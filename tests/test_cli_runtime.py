@@ -46,14 +46,19 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
     ({"terminal_state": "yes"}, "terminal_state: expected false, true, .failure., .goal. or .both."),
     ({"temperature": -1}, "temperature: expected a number > 0"),
-    ({"anneal_visits": 0}, "anneal_visits: expected a number > 0"),
-    ({"refresh_niceness": -1}, "refresh_niceness: expected an integer >= 0"),
+    ({"anneal_visits": 0}, "anneal_visits: expected null or a number > 0"),
+    ({"refresh_niceness": -1}, r"refresh_niceness: expected an integer in \[0, 19\]"),
     ({"refresh_niceness": 20}, r"refresh_niceness: expected an integer in \[0, 19\]"),
     ({"statistics": {"path": "s.npz", "every": 3}}, r"statistics: unknown field\(s\) \['every'\]"),
-    ({"statistics": {"save_every_s": 3}}, "statistics: expected a mapping with 'path'"),
+    ({"statistics": [3]}, "statistics: expected a mapping of .* or null"),
+    ({"statistics": {"save_every_s": 0}}, "statistics.save_every_s: expected null or a number > 0"),
+    ({"control_rate_hz": 100}, r"unknown field\(s\) \['control_rate_hz'\] \(control_rate_hz is now "
+                               r"control_period_s"),
+    ({"max_policy_lag": -1}, "max_policy_lag: expected null or an integer >= 0"),
+    ({"backend": "cuda"}, "backend: expected 'auto' or 'torch'"),
     ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
     ({"version": True}, "version: expected 1, got True"),
-    ({"log": 3}, "log: expected a file path, got 3"),
+    ({"log": 3}, "log: expected null or a path, got 3"),
     ({"discretizer": {"dimensions": [{"low": 1, "high": 0, "bins": 2}]}},
      r"discretizer: dimensions\[0\]: expected finite low < high"),
 ])
@@ -257,16 +262,52 @@ def test_serve_takes_sigterm_as_stop_while_serving_and_only_in_the_main_thread()
     assert errors == [] and signal.getsignal(signal.SIGTERM) is before
 
 
+def test_the_settings_table_in_the_docs_is_the_configuration_s():
+    from rlfm_edge.runtime.robot_config import describe
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert describe() in doc
+
+
+def test_flags_override_the_robot_yaml_by_setting_name():
+    import argparse
+
+    from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
+
+    p = argparse.ArgumentParser()
+    add_engine_options(p)
+    add_set_option(p)
+    p.add_argument("--stats")
+    args = p.parse_args(["--backend", "planning", "--stats", "s.npz", "--set", "max_policy_lag=0",
+                         "--set", "statistics.save_every_s=null", "--set", "terminal_state=goal"])
+    config = RobotConfig.load(EXAMPLE).updated(overrides(args), source="command line")
+    assert (config.backend, config.max_policy_lag, config.save_every_s) == ("planning", 0, None)
+    assert config.terminal_state == "goal" and str(config.stats_path) == "s.npz"
+    assert config.values()["statistics.path"] == config.stats_path
+    for bad, message in ((["--set", "max_policy_lag"], "expected NAME=VALUE"),
+                         (["--set", "mode=best"], "command line: mode: expected 'sample' or 'greedy'"),
+                         (["--set", "deadline_s=0.1"], "deadline_s is now control_period_s"),
+                         (["--model", "m", "--backend", "planning"], "planning backend uses no model")):
+        with pytest.raises(ValueError, match=message):
+            RobotConfig.load(EXAMPLE).updated(overrides(p.parse_args(bad)), source="command line")
+
+
 def test_serve_without_a_usable_model_ends_with_one_readable_line_per_backend(tmp_path, capsys):
     from rlfm_edge.inference import available_backends
 
-    rc = run(["serve", "--port", str(tmp_path / "no-such-port"), "--config", str(EXAMPLE),
-              "--model", str(tmp_path / "nonexistent")])
+    serve = ["serve", "--port", str(tmp_path / "no-such-port"), "--config", str(EXAMPLE),
+             "--stats", str(tmp_path / "s.npz")]
+    assert run([*serve, "--model", str(tmp_path / "nonexistent")]) == 2
+    assert capsys.readouterr().err.rstrip("\n").splitlines()[-1] == \
+        f"rlfm-edge serve: error: model_file_path: {tmp_path / 'nonexistent'} not found"
+
+    (tmp_path / "empty").mkdir()  # a folder, but no model any backend can run
+    assert run([*serve, "--model", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.rstrip("\n").splitlines()
-    assert rc == 2
     model_backends = [name for name in available_backends() if name != "planning"]
     head, lines = err[-len(model_backends) - 1], err[-len(model_backends):]
     assert head == "rlfm-edge serve: error: no inference backend can run here:"
     for name, line in zip(model_backends, lines, strict=True):
         assert line.startswith(f"  {name:12s} unavailable: ") and "{" not in line
-    assert any(str(tmp_path / "nonexistent") in line for line in lines)
+    assert any(str(tmp_path / "empty") in line for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # nothing written

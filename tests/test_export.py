@@ -11,33 +11,25 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from rlfm_edge.model import ModelConfig, build_features, pad_features  # noqa: E402
+from rlfm_edge.model import build_features, pad_features  # noqa: E402
 from rlfm_edge.model.dense import DenseGAT  # noqa: E402
 from rlfm_edge.model.features import INPUT_NAMES  # noqa: E402
-from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
 from rlfm_edge.model.io import (  # noqa: E402
     ModelFileError,
     load_model,
-    save_model,
     sha256_file,
     verify_manifest,
     write_manifest,
 )
-from training.export import export_onnx, random_stats, valid_logit_diff  # noqa: E402
+from rlfm_edge.training.export import export_onnx, random_stats, valid_logit_diff  # noqa: E402
 
 SMAX, AMAX = 12, 4
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    src = tmp_path_factory.mktemp("model")
-    cfg = ModelConfig(hidden=16, heads=2, layers=2, max_successors=4, max_states=SMAX, max_actions=AMAX)
-    net = PolicyGAT(cfg)
-    with torch.no_grad():  # non-zero everywhere so no term hides behind an init of zeros
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    save_model(net, src)
+def exported(tmp_path_factory, tiny_model):
+    src = tiny_model(seed=0, jitter=0.1, hidden=16, heads=2, layers=2, max_successors=4,
+                     max_states=SMAX, max_actions=AMAX)
     out = tmp_path_factory.mktemp("export")
     spec = export_onnx(src, out)
     return src, out, spec
@@ -120,29 +112,29 @@ def test_export_overwrites_a_corrupted_onnx_and_vouches_for_no_file_it_did_not_w
         verify_manifest(d, required=("model.int8.onnx",))
 
 
-def test_an_export_that_remakes_model_onnx_bit_for_bit_keeps_the_int8_file(exported, tmp_path, caplog):
+def test_an_export_that_remakes_model_onnx_bit_for_bit_keeps_the_int8_file(exported, tmp_path, caplog,
+                                                                           tiny_model):
     import shutil
 
-    from calibration.calibset import build_calibration_set
-    from calibration.quantize import quantize_int8
+    from rlfm_edge.calibration.calibset import build_calibration_set
+    from rlfm_edge.calibration.quantize import quantize_int8
     from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
 
     d = shutil.copytree(exported[1], tmp_path / "m")
     quantize_int8(d, build_calibration_set(SMAX, AMAX, 4, n_prior=4, seed=0))
     before = sha256_file(d / "model.onnx")
-    with caplog.at_level("WARNING", logger="training.export"):
+    with caplog.at_level("WARNING", logger="rlfm_edge.training.export"):
         export_onnx(d)
     assert sha256_file(d / "model.onnx") == before
     assert "calibrated from the previous export" not in caplog.text
     assert OnnxRuntimeEngine(d, precision="int8").precision == "int8"  # and the backend agrees
 
-    torch.manual_seed(1)  # other weights: the INT8 file is stale now, and export says so
-    other = tmp_path / "other"
-    save_model(PolicyGAT(ModelConfig(hidden=16, heads=2, layers=2, max_successors=4,
-                                     max_states=SMAX, max_actions=AMAX)), other)
+    # other weights: the INT8 file is stale now, and export says so
+    other = tiny_model(tmp_path / "other", seed=1, hidden=16, heads=2, layers=2, max_successors=4,
+                       max_states=SMAX, max_actions=AMAX)
     shutil.copyfile(other / "weights.npz", d / "weights.npz")
     write_manifest(d)
-    with caplog.at_level("WARNING", logger="training.export"):
+    with caplog.at_level("WARNING", logger="rlfm_edge.training.export"):
         export_onnx(d)
     assert "model.int8.onnx was calibrated from the previous export" in caplog.text
     with pytest.raises(ModelFileError, match="model.int8.onnx was made from another weights.npz"):

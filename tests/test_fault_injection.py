@@ -166,7 +166,7 @@ def test_a_hung_engine_leaves_the_agent_acting_on_its_last_good_policy():
     engine = HangingEngine()
     disc = Discretizer.uniform([0.0], [1.0], 4)
     agent = OnlineAgent(disc, engine, horizon=5, n_actions=2, mode="greedy", refresh_every=1,
-                        max_policy_lag=None, deadline_s=0.01, seed=0)
+                        max_policy_lag=None, control_period_s=0.01, seed=0)
     assert agent.wait_refreshed(timeout=10)
     policy = agent._policy
     first_actions = {s: agent.step([(s + 0.5) / 4], None if s == 0 else 0.0) for s in range(4)}
@@ -186,7 +186,7 @@ def test_a_hung_engine_leaves_the_agent_acting_on_its_last_good_policy():
 def test_a_hung_engine_costs_a_lag_bound_agent_one_bounded_wait():
     engine = HangingEngine()
     agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), engine, horizon=5, n_actions=2,
-                        mode="greedy", refresh_every=1, max_policy_lag=2, deadline_s=0.005)
+                        mode="greedy", refresh_every=1, max_policy_lag=2, control_period_s=0.005)
     assert agent.wait_refreshed(timeout=10)
     t0 = time.monotonic()
     for t in range(200):
@@ -215,20 +215,10 @@ def test_an_engine_that_never_answers_leaves_the_agent_on_the_safe_action():
 
 # -- truncated model files -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def exported_model(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
+def exported_model(tiny_model) -> Path:
     pytest.importorskip("onnxruntime")
-    from rlfm_edge.model import ModelConfig
-    from rlfm_edge.model.gat import PolicyGAT
-    from rlfm_edge.model.io import save_model
-    from training.export import export_onnx
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2, max_successors=3, max_states=10,
-                                     max_actions=4)), path)
-    export_onnx(path)
-    return path
+    return tiny_model(seed=0, export=True, hidden=8, heads=2, layers=2, max_successors=3,
+                      max_states=10, max_actions=4)
 
 
 def _copy(src: Path, dst: Path) -> Path:

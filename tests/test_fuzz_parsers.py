@@ -287,16 +287,9 @@ def test_keys_yaml_reads_as_booleans_or_numbers_are_named_unknown_fields(tmp_pat
 
 # -- model manifest, weights and ONNX description --------------------------------------------------
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
-    from rlfm_edge.model import ModelConfig
-    from rlfm_edge.model.gat import PolicyGAT
-    from rlfm_edge.model.io import save_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    save_model(PolicyGAT(ModelConfig(hidden=4, heads=2, layers=1, max_successors=2, max_states=6,
-                                     max_actions=2)), path)
+def model_dir(tiny_model) -> Path:
+    path = tiny_model(seed=0, hidden=4, heads=2, layers=1, max_successors=2, max_states=6,
+                      max_actions=2)
     (path / "model.onnx").write_bytes(b"stand-in for an exported model")
     (path / "model.onnx.json").write_text(json.dumps({
         "sha256": sha256_file(path / "model.onnx"), "max_states": 6, "max_actions": 2,

@@ -29,10 +29,8 @@ RATE_HZ = 400.0
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _agent(engine=None, **overrides):
-    config = RobotConfig.from_dict({**CARTPOLE_CONFIG, "control_period_s": 1 / RATE_HZ})
-    for key, value in overrides.items():
-        setattr(config, key, value)
+def _agent(engine=None, **settings):
+    config = RobotConfig.from_dict({**CARTPOLE_CONFIG, "control_period_s": 1 / RATE_HZ, **settings})
     return config.make_agent(engine or PlanningEngine())
 
 
@@ -88,7 +86,7 @@ def test_unplugged_port_is_reopened_and_the_robot_reset_starts_a_new_episode(tmp
 
 def test_full_disk_while_saving_never_loses_the_statistics_already_saved(tmp_path, monkeypatch):
     path = tmp_path / "stats.npz"
-    agent = _agent(stats_path=path, save_every_s=None, save_every_steps=40)
+    agent = _agent(statistics={"path": str(path), "save_every_s": None, "save_every_steps": 40})
     state = {}
 
     def fill_disk(ep):

@@ -19,18 +19,13 @@ from rlfm_edge.inference import (  # noqa: E402
     available_backends,
     make_engine,
 )
-from rlfm_edge.model import ModelConfig  # noqa: E402
-from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
-from rlfm_edge.model.io import save_model  # noqa: E402
-from training.export import export_onnx, random_stats  # noqa: E402
+from rlfm_edge.training.export import export_onnx, random_stats  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    torch.manual_seed(3)
-    bare = tmp_path_factory.mktemp("bare")
-    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=1, max_successors=3, max_states=8,
-                                     max_actions=3)), bare)
+def dirs(tmp_path_factory, tiny_model):
+    bare = tiny_model(seed=3, hidden=8, heads=2, layers=1, max_successors=3, max_states=8,
+                      max_actions=3)
     exported = tmp_path_factory.mktemp("exported")
     export_onnx(bare, exported)
     return bare, exported

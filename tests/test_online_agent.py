@@ -100,7 +100,7 @@ def test_first_step_of_an_episode_records_no_transition_and_ignores_its_reward()
 
 def test_without_a_lag_bound_step_never_waits_for_a_slow_engine_and_uses_the_safe_action():
     engine = SlowEngine(0.5)
-    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, safe_action=2, deadline_s=0.01,
+    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, safe_action=2, control_period_s=0.01,
                         max_policy_lag=None)
     assert engine.started.wait(5)
     actions, slowest = [], 0.0
@@ -298,7 +298,7 @@ def test_step_latency_includes_the_copy_made_for_the_log(tmp_path):
     disc = _disc()
     log = TransitionLogger(tmp_path / "run.mcap", disc.n_states, 2, horizon=5)
     agent = OnlineAgent(disc, PlanningEngine(), horizon=5, n_actions=2, transition_log=log,
-                        deadline_s=0.01)
+                        control_period_s=0.01)
     agent.step(SlowToCopy(_obs(1)), None)
     c = agent.counters
     agent.close()
@@ -482,3 +482,55 @@ def test_a_goal_is_an_absorbing_state_worth_the_top_reward_and_a_failure_worth_n
 def test_terminal_state_setting_is_checked():
     with pytest.raises(ValueError, match="terminal_state"):
         OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, terminal_state="fall")
+
+
+def test_counters_track_the_statistics_totals_without_copying_them(tmp_path):
+    rng = np.random.default_rng(0)
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, terminal_state="both",
+                     persistence=StatsPersistence(tmp_path / "s.npz")) as agent:
+        for episode in range(30):
+            agent.step([rng.uniform()])
+            for _ in range(int(rng.integers(0, 6))):
+                agent.step([rng.uniform()], float(rng.uniform()))
+            end = episode % 3
+            if end == 0:
+                agent.end_episode()
+            else:
+                agent.terminate(0.5, kind=("failure", "goal")[end - 1])
+            c, s = agent.counters, agent.stats
+            assert (c.stats_transitions, c.visited_states) == (s.n_transitions, s.visited_states)
+        assert agent.save_statistics()
+        agent.reset_statistics()
+        assert (agent.counters.stats_transitions, agent.counters.visited_states) == (0, 0)
+        n, used = agent.load_statistics()
+        c, s = agent.counters, agent.stats
+        assert n == s.n_transitions == c.stats_transitions > 0 and used == tmp_path / "s.npz"
+        assert c.visited_states == s.visited_states
+        assert s == CountStats.load(tmp_path / "s.npz")
+        agent.step([0.5])
+        agent.step([0.1], 1.0)
+        assert agent.counters.stats_transitions == n + 1 == agent.stats.n_transitions
+
+
+def test_load_statistics_refuses_a_missing_or_mis_shaped_file_and_keeps_the_live_ones(tmp_path):
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2) as agent:
+        agent.step([0.1])
+        agent.step([0.6], 1.0)
+        with pytest.raises(FileNotFoundError, match="no statistics file"):
+            agent.load_statistics(tmp_path / "none.npz")
+        CountStats(9, 2).save(tmp_path / "other.npz")
+        with pytest.raises(ValueError, match="S=9"):
+            agent.load_statistics(tmp_path / "other.npz")
+        assert agent.stats.n_transitions == 1
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"deadline_s": 0.01}, r"deadline_s is now control_period_s"),
+    ({"log": "x.mcap"}, r"unknown field\(s\) \['log'\].*OnlineAgent.from_config"),
+    ({"max_policy_lag": -1}, "max_policy_lag: expected null or an integer >= 0"),
+    ({"mode": "best"}, "mode: expected 'sample' or 'greedy'"),
+    ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
+])
+def test_agent_settings_are_the_configuration_s_with_its_validation(settings, message):
+    with pytest.raises(ValueError, match=message):
+        OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, **settings)

@@ -14,32 +14,21 @@ pytest.importorskip("onnxruntime")
 from rlfm_edge.inference import ModelLimitError  # noqa: E402
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine, spec_path  # noqa: E402
 from rlfm_edge.inference.torch_backend import TorchEngine  # noqa: E402
-from rlfm_edge.model import ModelConfig  # noqa: E402
-from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
 from rlfm_edge.model.io import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     ModelFileError,
-    save_model,
     sha256_file,
     write_manifest,
 )
-from training.export import export_onnx, random_stats  # noqa: E402
+from rlfm_edge.training.export import random_stats  # noqa: E402
 
 SMAX, AMAX = 10, 4
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("model")
-    net = PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2, max_successors=3, max_states=SMAX,
-                                max_actions=AMAX))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    save_model(net, path)
-    export_onnx(path)
-    return path
+def model_dir(tiny_model):
+    return tiny_model(seed=1, jitter=0.1, export=True, hidden=8, heads=2, layers=2, max_successors=3,
+                      max_states=SMAX, max_actions=AMAX)
 
 
 @pytest.fixture
@@ -145,8 +134,8 @@ def test_a_corrupted_int8_export_stops_only_int8_and_says_to_calibrate(copy_dir)
 
 
 def test_calibrate_overwrites_a_corrupted_int8_export(copy_dir):
-    from calibration.calibset import build_calibration_set
-    from calibration.quantize import quantize_int8
+    from rlfm_edge.calibration.calibset import build_calibration_set
+    from rlfm_edge.calibration.quantize import quantize_int8
 
     _stand_in_int8(copy_dir)
     _flip_a_byte(copy_dir / "model.int8.onnx")
@@ -160,11 +149,10 @@ def test_an_unloadable_int8_model_says_to_calibrate_not_export(copy_dir):
         OnnxRuntimeEngine(copy_dir, precision="int8")
 
 
-def test_an_export_of_older_weights_is_refused_saying_to_re_export(copy_dir):
+def test_an_export_of_older_weights_is_refused_saying_to_re_export(copy_dir, tiny_model):
     _stand_in_int8(copy_dir)
-    torch.manual_seed(7)
-    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2, max_successors=3, max_states=SMAX,
-                                     max_actions=AMAX)), copy_dir)  # retrained, not re-exported
+    tiny_model(copy_dir, seed=7, hidden=8, heads=2, layers=2, max_successors=3, max_states=SMAX,
+               max_actions=AMAX)  # retrained, not re-exported
     with pytest.raises(ModelFileError, match=r"model\.onnx\.json: model\.onnx was made from another "
                                              r"weights\.npz.*stale.*rlfm-edge export --model"):
         OnnxRuntimeEngine(copy_dir)

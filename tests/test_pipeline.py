@@ -10,7 +10,7 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
 
-from training.pipeline import load, run  # noqa: E402
+from rlfm_edge.training.pipeline import load, run  # noqa: E402
 
 TINY = dict(n_examples=48, n_val=8, epochs=1, batch_size=16, lr=3e-3, workers=1,
             model={"hidden": 8, "heads": 2, "layers": 1},

@@ -9,36 +9,26 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from calibration.calibset import (  # noqa: E402
+from rlfm_edge.calibration.calibset import (  # noqa: E402
     build_calibration_set,
     load_calibration_set,
     save_calibration_set,
 )
-from calibration.quantize import MAX_INT8_BYTES, quantize_int8  # noqa: E402
+from rlfm_edge.calibration.quantize import MAX_INT8_BYTES, quantize_int8  # noqa: E402
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine  # noqa: E402
-from rlfm_edge.model import ModelConfig  # noqa: E402
 from rlfm_edge.model.features import SA_FEATURES  # noqa: E402
-from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, verify_manifest  # noqa: E402
 from rlfm_edge.stats import CountStats  # noqa: E402
-from training.export import export_onnx, random_stats  # noqa: E402
+from rlfm_edge.training.export import random_stats  # noqa: E402
 
 SMAX, AMAX, K = 16, 4, 4
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory):
-    torch.manual_seed(2)
-    path = tmp_path_factory.mktemp("model")
-    from rlfm_edge.model.io import save_model
-
-    net = PolicyGAT(ModelConfig(hidden=16, heads=2, layers=2, max_successors=K, max_states=SMAX,
-                                max_actions=AMAX))
-    with torch.no_grad():  # a spread of logits well above int8 noise, as a trained model has
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    save_model(net, path)
-    export_onnx(path)
+def quantized(tiny_model):
+    # a spread of logits well above int8 noise, as a trained model has
+    path = tiny_model(seed=2, jitter=0.3, export=True, hidden=16, heads=2, layers=2, max_successors=K,
+                      max_states=SMAX, max_actions=AMAX)
     samples = build_calibration_set(SMAX, AMAX, K, n_prior=24, seed=0)
     spec = quantize_int8(path, samples)
     return path, spec
@@ -109,8 +99,8 @@ def test_shipped_int8_model_agrees_with_fp32_where_fp32_has_a_clear_preference()
     differ by >= 0.05; on near-ties either action is as good, and the raw agreement (97% on
     this set, recorded in BENCHMARKS.md) counts them as misses. Overall >= 95%, and the
     sampled policies close: mean total variation 0.009 on 30 MDPs of this seed."""
-    from calibration.calibset import prior_features
-    from calibration.quantize import greedy_agreement
+    from rlfm_edge.calibration.calibset import prior_features
+    from rlfm_edge.calibration.quantize import greedy_agreement
 
     fp32, int8 = OnnxRuntimeEngine(), OnnxRuntimeEngine(precision="int8")
     feats = prior_features(60, 987654, fp32.max_states, fp32.max_actions, fp32.max_successors)
@@ -155,7 +145,7 @@ def test_quantizing_without_an_fp32_export_says_to_export_first(tmp_path):
 
 
 def test_dequantizing_every_node_gives_fp32_back_and_none_leaves_int8_as_it_is(quantized):
-    from calibration.sensitivity import SessionEngine, dequantize_nodes, quantized_linear_nodes
+    from rlfm_edge.calibration.sensitivity import SessionEngine, dequantize_nodes, quantized_linear_nodes
 
     path, _ = quantized
     fp32_model, int8_model = onnx.load(path / "model.onnx"), onnx.load(path / "model.int8.onnx")
@@ -195,7 +185,7 @@ def test_calibrate_keep_float_writes_a_mixed_precision_model_without_dead_int8_c
     import json
     import shutil
 
-    from calibration.sensitivity import quantized_linear_nodes
+    from rlfm_edge.calibration.sensitivity import quantized_linear_nodes
     from rlfm_edge.cli import main
 
     src, spec = quantized

@@ -231,9 +231,9 @@ def test_failed_starts_leave_every_file_byte_identical(robot_folder):
     before = _tree(robot_folder)
     done = _serve(robot_folder, *base, "--config", "bad.yaml", "--backend", "planning")
     assert done.returncode == 2 and "horizon: expected an integer" in done.stderr
-    done = _serve(robot_folder, *base, "--config", "robot.yaml", "--backend", "planning",
-                  "--model", "nowhere")  # fails after the statistics loaded, before the engine
-    assert done.returncode == 2 and "--model" in done.stderr
+    done = _serve(robot_folder, *base, "--config", "robot.yaml", "--backend", "onnxruntime",
+                  "--model", "nowhere")  # fails after the statistics loaded, making the engine
+    assert done.returncode == 2 and "model_file_path: nowhere not found" in done.stderr
     assert _tree(robot_folder) == before
 
     stats = robot_folder / "stats.npz"
@@ -359,7 +359,7 @@ def test_train_stopped_during_data_generation_keeps_the_finished_shards(tmp_path
 
 @pytest.mark.slow
 def test_train_stopped_after_two_epochs_says_how_to_resume(tmp_path, monkeypatch, capsys):
-    import training.train as T
+    import rlfm_edge.training.train as T
     from rlfm_edge.interrupt import Interrupted
 
     config = tmp_path / "tiny.yaml"
@@ -405,7 +405,7 @@ def test_a_bad_training_config_fails_at_load_naming_the_field(tmp_path, capsys, 
 
 
 def test_every_shipped_training_config_passes_its_type_checks():
-    from training.train import TrainConfig
+    from rlfm_edge.training.train import TrainConfig
 
     for path in sorted((ROOT / "training" / "configs").glob("*.yaml")):
         try:

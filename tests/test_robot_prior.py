@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.prior import PriorConfig, sample_mdp
-from training.robot_prior import (
+from rlfm_edge.training.prior import PriorConfig, sample_mdp
+from rlfm_edge.training.robot_prior import (
     BUILDERS,
     SYSTEMS,
     System,

@@ -30,13 +30,14 @@ if str(PKG_SRC) not in sys.path:
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
-from rlfm_edge_ros.agent_node import qos_profiles  # noqa: E402
 from rlfm_edge_ros.client import AgentClient  # noqa: E402
+from rlfm_edge_ros.parameters import qos_profiles  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from rlfm_edge.stats import CountStats  # noqa: E402
 
 NO_ACTION_WAIT_S = 0.5  # valid observations are answered in milliseconds
+REQUIRED = {"n_actions": 4, "horizon": 20}  # the settings without a default, unless a test sets them
 # distros that ignore ROS_AUTOMATIC_DISCOVERY_RANGE (it came with Iron); Jazzy warns on ROS_LOCALHOST_ONLY
 PRE_IRON_DISTROS = ("foxy", "galactic", "humble")
 
@@ -76,7 +77,8 @@ def start_agent(ros_context, tmp_path, request):
         name = f"rlfm_agent_{request.node.name[:40]}".replace("[", "_").replace("]", "_")
         args = [sys.executable, "-m", "rlfm_edge_ros.agent_node", "--ros-args",
                 "-r", f"__node:={name}", "-p", "diagnostics_period_s:=0.2"]
-        for p in params:
+        given = {p.split(":=")[0] for p in params}
+        for p in [*params, *(f"{k}:={v}" for k, v in REQUIRED.items() if k not in given)]:
             args += ["-p", p]
         env = {**os.environ, "ROS_HOME": str(ros_home),
                "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
@@ -94,12 +96,7 @@ def start_agent(ros_context, tmp_path, request):
         client.destroy()
     for proc, log in procs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         log.close()
 
 
@@ -186,7 +183,7 @@ def test_malformed_input_is_dropped_counted_and_reported_while_the_node_keeps_ac
                                                                                       tmp_path):
     stats_file = tmp_path / "stats" / "agent.npz"
     client, proc, _ = start_agent("backend:=planning", "observation_dim:=2",
-                                  f"statistics_path:={stats_file}")
+                                  f"statistics.path:={stats_file}")
     _bring_up(client)
     client.publish_reward(1.0)  # before any observation: refers to no action
     assert client.step([0.0, 0.0]) is not None
@@ -221,8 +218,9 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
     assert "/nonexistent/model" in diag["last_error"]
 
     missing = tmp_path / "missing.npz"
-    assert all(ok for ok, _ in client.set_parameters(
-        backend="planning", statistics_path=str(missing), require_statistics_file=True))
+    assert all(ok for ok, _ in client.set_parameters(**{
+        "backend": "planning", "model_file_path": "", "statistics.path": str(missing),
+        "statistics.require_file": True}))
     assert not client.change_state("configure")
     assert client.latest_diagnostics(lambda d: "missing.npz" in d["last_error"]) is not None
 
@@ -231,9 +229,9 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
     assert client.latest_diagnostics(lambda d: "S=5" in d["last_error"]) is not None
 
     discretizer = PKG_SRC / "config" / "discretizer.yaml"
-    assert all(ok for ok, _ in client.set_parameters(
-        statistics_path=str(tmp_path / "fresh.npz"), require_statistics_file=False,
-        discretizer_config=str(discretizer), observation_dim=3))
+    assert all(ok for ok, _ in client.set_parameters(**{
+        "statistics.path": str(tmp_path / "fresh.npz"), "statistics.require_file": False,
+        "discretizer": str(discretizer), "observation_dim": 3}))
     assert not client.change_state("configure")
     assert client.latest_diagnostics(lambda d: "observation_dim" in d["last_error"]) is not None
 
@@ -246,32 +244,37 @@ def test_configure_fails_with_the_reason_and_the_node_stays_up(start_agent, tmp_
 def test_invalid_parameters_are_rejected_at_set_time_with_the_reason(start_agent):
     client, _, _ = start_agent("backend:=planning")
     results = client.set_parameters(backend="cuda", precision="int4", temperature=0.0,
-                                    anneal_visits=-1.0, control_rate_hz=-5.0, observation_dim=0,
+                                    anneal_visits=-1.0, control_period_s=-5.0, observation_dim=0,
                                     joint_state_fields=["position", "torque"],
                                     action_command_table=[0.0, float("nan")],
-                                    observation_reliability="sometimes")
+                                    observation_reliability="sometimes", max_policy_lag=-1,
+                                    terminal_state="fall", horizon="long", n_actions=0)
     for (ok, reason), word in zip(results, ("backend", "precision", "temperature", "anneal_visits",
-                                            "control_rate_hz",
-                                            "observation_dim", "joint_state_fields",
-                                            "action_command_table", "observation_reliability"),
+                                            "control_period_s", "observation_dim",
+                                            "joint_state_fields", "action_command_table",
+                                            "observation_reliability", "max_policy_lag",
+                                            "terminal_state", "horizon", "n_actions"),
                                   strict=True):
         assert not ok and reason, word
         assert word in reason or "range" in reason, reason
-    ok, reason = client.set_parameters(horizon="long")[0]
+    ok, reason = client.set_parameters(refresh_every="often")[0]
     assert not ok and "type" in reason.lower()
-    assert client.set_parameters(temperature=0.5, action_mode="greedy", anneal_visits=30.0) == [
-        (True, ""), (True, ""), (True, "")]
+    assert client.set_parameters(temperature=0.5, mode="greedy", anneal_visits="null",
+                                 max_policy_lag="null") == [(True, "")] * 4
     assert client.change_state("configure")  # the rejected values never took effect
 
 
 def test_invalid_parameters_at_launch_are_refused_and_reported_while_the_node_stays_up(start_agent,
                                                                                        tmp_path):
-    # a value the node refuses, one out of the descriptor's range, one of the wrong type
-    client, proc, _ = start_agent("backend:=cuda", "observation_dim:=0", "horizon:=long")
+    # a value the node refuses, one out of the descriptor's range, one of the wrong type, and
+    # names that are not parameters (one renamed since)
+    client, proc, _ = start_agent("backend:=cuda", "observation_dim:=0", "refresh_every:=often",
+                                  "control_rate_hz:=50.0", "colour:=red")
     diag = client.latest_diagnostics(lambda d: d["rejected_parameters"] != "")
     assert diag is not None, _log(tmp_path)
     rejected = diag["rejected_parameters"]
-    assert "'cuda'" in rejected and "observation_dim" in rejected and "horizon" in rejected, rejected
+    assert "'cuda'" in rejected and "observation_dim" in rejected and "refresh_every" in rejected, rejected
+    assert "control_rate_hz is now control_period_s" in rejected and "colour" in rejected, rejected
     assert diag["_level"] == 1 and "backend" in diag["_message"]
     assert "rejected parameter backend" in _log(tmp_path)
 
@@ -284,7 +287,7 @@ def test_invalid_parameters_at_launch_are_refused_and_reported_while_the_node_st
     diag = client.latest_diagnostics(lambda d: d["state"] == "inactive")
     assert diag["backend"] == "planning" and diag["n_states"] == "16" and diag["n_actions"] == "3"
     standing = diag["rejected_parameters"]  # cleared for those set to a valid value since
-    assert "observation_dim" in standing and "horizon" in standing, standing
+    assert "observation_dim" in standing and "refresh_every" in standing, standing
     assert not any(word in standing for word in ("cuda", "int4", "n_actions")), standing
     assert proc.poll() is None
 
@@ -356,62 +359,190 @@ def test_torch_backend_serves_the_shipped_model(start_agent):
     assert diag["model_version"].startswith("default@") and diag["refresh_failures"] == "0"
 
 
+class _PtyRobot:
+    """The robot's end of a pseudo-terminal: writes OBSERVATION frames, reads the answers."""
+
+    def __init__(self) -> None:
+        import tty
+
+        from rlfm_edge.serial import FrameDecoder
+
+        self.fd, self._device = os.openpty()
+        tty.setraw(self._device)
+        self.port = os.ttyname(self._device)
+        self.decoder = FrameDecoder()
+        self.heard: list = []
+
+    def wait_for(self, predicate, timeout: float, spin=None) -> bool:
+        """Read frames until ``predicate(frames heard)``; ``spin(s)`` runs a ROS client meanwhile."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not predicate(self.heard):
+            if time.monotonic() > deadline:
+                return False
+            if spin is not None:
+                spin(0.002)
+            while select.select([self.fd], [], [], 0 if spin else 0.01)[0]:
+                self.heard.extend(self.decoder.feed(os.read(self.fd, 4096)))
+        return True
+
+    def exchange(self, msg, spin=None, timeout: float = 10.0):
+        """Send ``msg``; the ACTION or ERROR answering it, None if none came in ``timeout``."""
+        from rlfm_edge.serial import Action, Error, encode_frame
+
+        def answer(frames):
+            return next((m for m in frames if (isinstance(m, Action) and m.ack_seq == msg.seq)
+                         or (isinstance(m, Error) and m.ref_seq == msg.seq)), None)
+        self.heard.clear()
+        os.write(self.fd, encode_frame(msg))
+        self.wait_for(answer, timeout, spin)
+        return answer(self.heard)
+
+    def wait_connected(self, spin=None) -> bool:
+        """The host's first HEARTBEAT: its end of the port is open."""
+        return self.wait_for(lambda frames: any(type(m).__name__ == "Heartbeat" for m in frames), 30, spin)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self._device)
+
+
+def _spin(client: AgentClient):
+    return lambda seconds: client.executor.spin_once(timeout_sec=seconds)
+
+
+def _start_bridge(client: AgentClient, robot: _PtyRobot, dim: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "rlfm_edge_ros.serial_bridge", "--ros-args", "-p", f"port:={robot.port}",
+         "-p", f"agent:={client.agent}", "-p", f"observation_dim:={dim}"],
+        env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    n = client.node
+    assert client.spin_until(lambda: n.count_subscribers(f"{client.agent}/action") > 1
+                             and n.count_publishers(f"{client.agent}/observation") > 1
+                             and n.count_publishers(f"{client.agent}/terminal") > 1, 30)
+    assert robot.wait_connected(_spin(client)), log_path.read_text()
+    client.spin_until(lambda: False, 0.5)  # the agent's side of the matching
+    return bridge
+
+
+def _stop(proc: subprocess.Popen) -> int | None:
+    """SIGINT, as Ctrl-C; the exit code (None if it had to be killed: a hung process must not
+    outlive the test)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
 def test_serial_bridge_answers_robot_frames_through_the_agent_node(start_agent, tmp_path):
     pytest.importorskip("serial", reason="pyserial is not installed (the `serial` extra)")
-    from rlfm_edge.serial import Action, FrameDecoder, Observation, encode_frame
+    from rlfm_edge.serial import Action, Observation
 
     client, _, _ = start_agent("backend:=planning", "observation_dim:=2")
     _bring_up(client)
-    robot, device = os.openpty()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
-    bridge = subprocess.Popen(
-        [sys.executable, "-m", "rlfm_edge_ros.serial_bridge", "--ros-args",
-         "-p", f"port:={os.ttyname(device)}", "-p", f"agent:={client.agent}", "-p", "observation_dim:=2"],
-        env=env, stdout=open(tmp_path / "bridge.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    decoder = FrameDecoder()
-
-    def exchange(seq: int, obs, reward=0.0, episode_end=False, timeout=10.0) -> Action | None:
-        os.write(robot, encode_frame(Observation(tuple(obs), reward, episode_end=episode_end, seq=seq)))
-        answers = []
-        client.spin_until(lambda: _read_frames(robot, decoder, answers), timeout)
-        return next((m for m in answers if isinstance(m, Action)), None)
-
+    robot = _PtyRobot()
+    bridge = _start_bridge(client, robot, 2, tmp_path / "bridge.log")
     try:
-        n = client.node
-        assert client.spin_until(lambda: n.count_subscribers(f"{client.agent}/action") > 1
-                                 and n.count_publishers(f"{client.agent}/observation") > 1
-                                 and n.count_publishers(f"{client.agent}/episode_end") > 1, 30)
-        heard: list = []  # the bridge's first HEARTBEAT: its port is open
-        assert client.spin_until(lambda: _read_frames(robot, decoder, heard, "Heartbeat"), 30)
-        client.spin_until(lambda: False, 0.5)  # the agent's side of the matching
-        answers = [exchange(seq, [0.1 * seq, -0.2], reward=0.5, episode_end=seq == 4) for seq in range(5)]
-        assert [a.ack_seq for a in answers] == list(range(5))
+        answers = [robot.exchange(Observation((0.1 * seq, -0.2), 0.5, episode_end=seq == 4, seq=seq),
+                                  _spin(client)) for seq in range(5)]
+        assert all(isinstance(a, Action) for a in answers), answers
         assert all(0 <= a.action < 4 for a in answers[:4]) and answers[4].action == -1
-        assert exchange(5, [0.0, 0.0]).ack_seq == 5  # the next episode
+        assert robot.exchange(Observation((0.0, 0.0), 0.0, seq=5), _spin(client)).ack_seq == 5
         diag = client.latest_diagnostics(lambda d: d.get("steps") == "6" and d.get("episodes") == "1")
         assert diag is not None, (tmp_path / "bridge.log").read_text()
         assert diag["transitions"] == "4" and diag["dropped_rewards"] == "0"
         assert diag["missing_rewards"] == "0"
     finally:
-        bridge.send_signal(signal.SIGINT)
-        try:
-            code = bridge.wait(10)
-        except subprocess.TimeoutExpired:  # a hung bridge must not outlive the test
-            bridge.kill()
-            bridge.wait()
-            code = None
-        os.close(robot)
-        os.close(device)
+        code = _stop(bridge)
+        robot.close()
     assert code == 0, f"the bridge did not stop on SIGINT (exit code {code})"
 
 
-def _read_frames(fd: int, decoder, out: list, kind: str = "Action") -> bool:
-    """Append the frames readable now from ``fd``; True once one of type ``kind`` came."""
-    import select
+def _recorded_episodes(seed: int = 0) -> list:
+    """OBSERVATION frames of CartPole episodes driven by random actions, recorded: falls (half
+    of them sent as goals), time limits, a RESET that cuts an episode, REPEATs of answered frames."""
+    import gymnasium as gym
+    import numpy as np
 
-    while select.select([fd], [], [], 0)[0]:
-        out.extend(decoder.feed(os.read(fd, 4096)))
-    return any(type(m).__name__ == kind for m in out)
+    from rlfm_edge.serial import Observation
+
+    env = gym.make("CartPole-v1", max_episode_steps=30)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for episode in range(10):
+        x, _ = env.reset(seed=seed + episode)
+        frames.append(dict(observation=tuple(map(float, x)), reward=0.0, reset=episode in (0, 6)))
+        for t in range(1000):
+            x, r, term, trunc, _ = env.step(int(rng.integers(2)))
+            end = term or trunc or (episode == 5 and t == 6)  # episode 5 is cut by episode 6's RESET
+            frames.append(dict(observation=tuple(map(float, x)), reward=float(r) * rng.uniform(0.5, 1),
+                               episode_end=end and episode != 5, terminal=term,
+                               goal=term and episode % 2 == 1))
+            if t % 7 == 3:
+                frames.append({**frames[-1], "repeat": True})
+            if end:
+                break
+    return [Observation(seq=seq, **f) for seq, f in enumerate(frames)]
+
+
+@pytest.mark.slow
+def test_serve_and_the_bridge_with_the_node_learn_the_same_statistics_from_the_same_episodes(
+        start_agent, tmp_path):
+    """The parity of the routes: one recorded sequence of robot frames, fed through `rlfm-edge
+    serve` over a pty and through rlfm_serial_bridge + the agent node over DDS, with the same
+    robot YAML (planning backend, every step acting on all it has seen, the same seed), gives
+    the same actions and equal statistics."""
+    pytest.importorskip("serial", reason="pyserial is not installed (the `serial` extra)")
+    from rlfm_edge.serial import Action
+    from rlfm_edge.sim_robot import CARTPOLE_CONFIG
+
+    config = tmp_path / "robot.yaml"
+    config.write_text(json.dumps({**CARTPOLE_CONFIG, "terminal_state": "both", "max_policy_lag": 0,
+                                  "seed": 3, "backend": "planning"}))
+    frames = _recorded_episodes()
+    assert {"goal", "failure", "truncated", "cut", "repeat"} <= {
+        "goal" if f.goal else "failure" if f.terminal else "truncated" if f.episode_end else
+        "cut" if f.reset and f.seq else "repeat" if f.repeat else "" for f in frames}
+
+    robot = _PtyRobot()
+    serve = subprocess.Popen([sys.executable, "-m", "rlfm_edge", "serve", "--port", robot.port,
+                              "--config", str(config), "--stats", str(tmp_path / "serve.npz")],
+                             stdout=open(tmp_path / "serve.log", "w"),  # noqa: SIM115
+                             stderr=subprocess.STDOUT)
+    try:
+        assert robot.wait_connected(), (tmp_path / "serve.log").read_text()
+        served = [robot.exchange(f) for f in frames]
+    finally:
+        assert _stop(serve) == 0, (tmp_path / "serve.log").read_text()
+        robot.close()
+
+    client, _, _ = start_agent(f"robot_config:={config}", f"statistics.path:={tmp_path / 'ros.npz'}",
+                               "observation_reliability:=reliable", "reward_timeout_s:=1.0",
+                               "n_actions:=2", "horizon:=40")
+    _bring_up(client)
+    robot = _PtyRobot()
+    bridge = _start_bridge(client, robot, 4, tmp_path / "bridge.log")
+    try:
+        bridged = [robot.exchange(f, _spin(client)) for f in frames]
+        assert client.trigger("save_statistics").success
+        diag = client.latest_diagnostics()
+    finally:
+        _stop(bridge)
+        robot.close()
+
+    assert all(isinstance(a, Action) for a in served) and all(isinstance(a, Action) for a in bridged)
+    assert [a.action for a in bridged] == [a.action for a in served]
+    serve_stats, ros_stats = CountStats.load(tmp_path / "serve.npz"), CountStats.load(tmp_path / "ros.npz")
+    assert ros_stats == serve_stats
+    assert serve_stats.n_sas[:, :, 108:].sum() >= 4  # both terminal states were entered
+    for key in ("dropped_observations", "dropped_rewards", "missing_rewards", "dropped_terminals"):
+        assert diag[key] == "0", (key, diag)
 
 
 def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_on_humble(ros_env,
@@ -432,3 +563,83 @@ def test_executor_is_the_events_executor_where_rclpy_has_it_and_single_threaded_
         assert isinstance(make_executor(context), SingleThreadedExecutor)
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_terminal_and_goal_end_episodes_in_their_absorbing_states(start_agent, tmp_path):
+    stats_file = tmp_path / "stats.npz"
+    client, proc, _ = start_agent("backend:=planning", "observation_dim:=2", "n_actions:=2",
+                                  "terminal_state:=both", f"statistics.path:={stats_file}")
+    _bring_up(client)
+    for end in ("terminal", "goal", "episode_end"):
+        for t in range(3):
+            assert client.step([0.1 * t, -0.3], reward=None if t == 0 else 0.5) is not None
+        if end == "episode_end":
+            client.publish_episode_end()
+        else:  # the absorbing state replaces the final observation; the message carries the reward
+            client.publish_terminal(0.25, goal=end == "goal")
+    diag = client.latest_diagnostics(lambda d: d.get("episodes") == "3")
+    assert diag is not None, _log(tmp_path)
+    assert diag["terminal_states"] == "failure,goal" and diag["n_states"] == "18"
+    assert diag["dropped_terminals"] == "0" and diag["dropped_rewards"] == "0"
+    assert client.trigger("save_statistics").success
+    stats = CountStats.load(stats_file)
+    failure, goal = 16, 17
+    for state, worth in ((failure, 0.0), (goal, 1.0)):
+        assert stats.n_sas[:failure, :, state].sum() == 1  # the last transition entered it
+        assert stats.n_sas[state, :, state].tolist() == [1, 1]  # absorbing, at its worth
+        assert stats.reward_sum[state].tolist() == [worth, worth]
+    assert stats.n_transitions == 3 * 2 + 2 * (1 + 2)
+    assert math.isclose(stats.reward_sum[:failure].sum(), 6 * 0.5 + 2 * 0.25)  # with its reward
+
+    client.publish_terminal(float("nan"))  # refused, counted, the node acts on
+    assert client.step([0.0, 0.0]) is not None
+    diag = client.latest_diagnostics(lambda d: d.get("dropped_terminals") == "1")
+    assert diag is not None and "not finite" in diag["last_drop_reason"]
+    assert proc.poll() is None
+
+
+def test_the_node_takes_a_robot_yaml_whose_fields_explicit_parameters_override(start_agent, tmp_path):
+    from rlfm_edge.logs import read_statistics
+
+    robot = ROOT / "examples" / "cartpole_robot.yaml"
+    stats_file, log_folder = tmp_path / "cartpole.npz", tmp_path / "logs"
+    client, proc, _ = start_agent("backend:=planning", f"robot_config:={robot}", "mode:=greedy",
+                                  f"statistics.path:={stats_file}", f"log:={log_folder}",
+                                  "n_actions:=2", "horizon:=40")
+    _bring_up(client)  # observation_dim comes from the robot's 4-dimensional discretizer
+    for t in range(5):
+        assert client.step([0.0, 0.1, 0.02 * t, -0.1], reward=None if t == 0 else 1.0) is not None
+    client.publish_terminal(1.0)  # the example robot's terminal_state: a fall
+    diag = client.latest_diagnostics(lambda d: d.get("episodes") == "1")
+    assert diag is not None, _log(tmp_path)
+    assert diag["n_states"] == "109" and diag["terminal_states"] == "failure"
+    assert diag["statistics_path"] == str(stats_file)
+    assert Path(diag["log"]).parent == log_folder and diag["log"].endswith(".mcap")  # its segment
+    assert client.change_state("shutdown")
+    assert proc.wait(15) == 0
+    saved = CountStats.load(stats_file)
+    assert saved.n_transitions == 4 + 1 + 2
+    assert read_statistics(log_folder) == saved  # the MCAP log holds every transition
+
+
+def test_rlfm_agent_ctl_drives_the_node_without_the_ros2_cli(start_agent, tmp_path):
+    client, proc, _ = start_agent("backend:=planning", "observation_dim:=2")
+    assert "is unconfigured: configure and activate it with `rlfm_agent_ctl" in _log(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG_SRC), os.environ.get("PYTHONPATH", "")])}
+
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlfm_edge_ros.client", "--agent", client.agent,
+                               "--timeout", "20", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    out = ctl("set", "mode:=greedy", "safe_action:=null", "temperature:=-1")
+    assert out.returncode == 1 and "mode: set" in out.stdout + out.stderr
+    assert "temperature: refused: temperature: expected a number > 0" in out.stderr
+    assert ctl("up").stdout.strip() == "active"
+    out = ctl("diagnostics")
+    assert out.returncode == 0 and "state: active" in out.stdout and "backend: planning" in out.stdout
+    out = ctl("save")
+    assert out.returncode == 0 and "saved to" in out.stdout
+    assert ctl("state").stdout.strip() == "active"
+    assert ctl("shutdown").returncode == 0
+    assert proc.wait(15) == 0

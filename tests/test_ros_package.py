@@ -81,13 +81,27 @@ def test_shipped_parameter_files_name_only_declared_parameters_with_valid_values
     import yaml
 
     sys.path.insert(0, str(PKG))
-    from rlfm_edge_ros.agent_node import PARAMETERS, check_parameter
+    from rlfm_edge_ros.parameters import NODE_PARAMETERS, check_parameter, setting_descriptor
+
+    from rlfm_edge.runtime.robot_config import BY_NAME
+
+    def flat(params: dict, prefix: str = "") -> dict:  # as rcl reads a nested params file
+        out = {}
+        for key, value in params.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return out
 
     for name in ("params.yaml", "robot_stack.yaml"):
-        params = yaml.safe_load((PKG / "config" / name).read_text())["rlfm_agent"]["ros__parameters"]
-        assert set(params) <= set(PARAMETERS), (name, set(params) - set(PARAMETERS))
+        params = flat(yaml.safe_load((PKG / "config" / name).read_text())["rlfm_agent"]["ros__parameters"])
+        assert set(params) <= set(NODE_PARAMETERS) | set(BY_NAME), (name, set(params) - set(NODE_PARAMETERS))
         for key, value in params.items():
-            assert type(value) is type(PARAMETERS[key][0]), (name, key)
+            if key in NODE_PARAMETERS:
+                assert type(value) is type(NODE_PARAMETERS[key][0]), (name, key)
+            elif not setting_descriptor(BY_NAME[key]).dynamic_typing:
+                from rclpy.parameter import Parameter
+
+                assert Parameter.Type.from_parameter_value(value).value == \
+                    setting_descriptor(BY_NAME[key]).type, (name, key)
             assert check_parameter(key, value) is None, (name, key)
 
 
@@ -151,3 +165,21 @@ def test_launch_testing_test_exists_for_machines_with_ros2_and_keeps_dds_to_itse
     for setting in ('"ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"', '"ROS_DOMAIN_ID"] =',
                     '"ROS_LOCALHOST_ONLY"] = "1"'):  # the last for Humble, which ignores the first
         assert setting in source, setting
+
+
+def test_the_ros_interface_page_documents_every_parameter_and_topic_of_the_node_and_bridge():
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed: the node module imports it")
+    import sys
+
+    sys.path.insert(0, str(PKG))
+    from rlfm_edge_ros.parameters import NODE_PARAMETERS
+    from rlfm_edge_ros.serial_bridge import PARAMETERS as BRIDGE_PARAMETERS
+
+    doc = (ROOT / "docs" / "ros2.md").read_text()
+    for name in [*NODE_PARAMETERS, *BRIDGE_PARAMETERS]:
+        assert f"`{name}`" in doc, name
+    node = (PKG / "rlfm_edge_ros" / "agent_node.py").read_text()
+    for topic in ("observation", "reward", "episode_end", "terminal", "goal", "action", "command",
+                  "summary", "reset_statistics", "save_statistics", "load_statistics"):
+        assert f'"~/{topic}"' in node or "~/{name}" in node, topic
+        assert f"`~/{topic}`" in doc, topic

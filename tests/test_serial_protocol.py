@@ -117,6 +117,7 @@ def test_duplicate_and_out_of_order_sequence_numbers_are_dropped():
 
 
 @pytest.mark.parametrize("flags", [dict(episode_end=True, terminal=True), dict(repeat=True),
+                                   dict(episode_end=True, terminal=True, goal=True),
                                    dict(reset=True, repeat=True), dict(episode_end=True)])
 def test_observation_flags_survive_the_round_trip(flags):
     obs = Observation((0.5, -2.0), 1.0, seq=3, **flags)
@@ -181,7 +182,8 @@ static size_t read_frame(uint8_t *f) {
 int main(void) {
   uint8_t out[RLFM_MAX_FRAME];
   float obs[2] = {1.0f, 2.5f};
-  size_t n = rlfm_encode_observation(7, obs, 2, 0.5f, RLFM_EPISODE_END | RLFM_TERMINAL, out);
+  size_t n = rlfm_encode_observation(7, obs, 2, 0.5f, RLFM_EPISODE_END | RLFM_TERMINAL | RLFM_GOAL,
+                                     out);
   for (size_t i = 0; i < n; i++) printf("%02x", out[i]);
   printf("\n");
   n = rlfm_encode_heartbeat(300, 123456, out);
@@ -243,7 +245,7 @@ def test_reference_c_header_speaks_the_same_bytes(tmp_path):
                            text=True, check=True, env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"}
                            ).stdout.split("\n")
     assert lines[0] == encode_frame(Observation((1.0, 2.5), 0.5, True, False, seq=7,
-                                                terminal=True)).hex()
+                                                terminal=True, goal=True)).hex()
     assert lines[1] == encode_frame(Heartbeat(123456, seq=300)).hex()
     assert lines[2] == "1 513 -2"
     assert lines[3:5] == ["512", "0"]  # the largest payload fits; the overlong frame is refused

@@ -157,29 +157,18 @@ def test_without_tensorrt_the_backend_says_why_and_refuses_clearly():
 # ---- on a GPU with TensorRT ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def gpu_model(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    from calibration.calibset import build_calibration_set
-    from calibration.quantize import quantize_int8
-    from rlfm_edge.model import ModelConfig
-    from rlfm_edge.model.gat import PolicyGAT
-    from rlfm_edge.model.io import save_model
-    from training.export import export_onnx
+def gpu_model(tiny_model):
+    from rlfm_edge.calibration.calibset import build_calibration_set
+    from rlfm_edge.calibration.quantize import quantize_int8
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    net = PolicyGAT(ModelConfig(hidden=32, heads=4, layers=4, max_successors=8, max_states=64, max_actions=8))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    save_model(net, path)
-    export_onnx(path)
+    path = tiny_model(seed=0, jitter=0.3, export=True, hidden=32, heads=4, layers=4, max_successors=8,
+                      max_states=64, max_actions=8)
     quantize_int8(path, build_calibration_set(64, 8, 8, n_prior=32))
     return path
 
 
 def _stats(seed, S=64, A=8):
-    from training.export import random_stats
+    from rlfm_edge.training.export import random_stats
 
     return random_stats(np.random.default_rng(seed), S, A, 20 * S * A)
 

@@ -10,23 +10,17 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rlfm_edge.inference.torch_backend import TorchEngine  # noqa: E402
-from rlfm_edge.model import ModelConfig  # noqa: E402
 from rlfm_edge.model.features import build_features, pad_features  # noqa: E402
-from rlfm_edge.model.gat import PolicyGAT  # noqa: E402
-from rlfm_edge.model.io import save_model  # noqa: E402
-from training.export import random_stats  # noqa: E402
+from rlfm_edge.training.export import random_stats  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU visible: CUDA graphs run only on a GPU")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(5)
-    path = tmp_path_factory.mktemp("model")
-    save_model(PolicyGAT(ModelConfig(hidden=8, heads=2, layers=2, max_successors=3, max_states=12,
-                                     max_actions=4)), path)
-    return path
+def model_dir(tiny_model):
+    return tiny_model(seed=5, hidden=8, heads=2, layers=2, max_successors=3, max_states=12,
+                      max_actions=4)
 
 
 def test_run_padded_on_padded_inputs_equals_policy_on_the_statistics(model_dir):

@@ -12,9 +12,9 @@ pytest.importorskip("torch_geometric")
 
 from rlfm_edge.mdp import TabularMDP  # noqa: E402
 from rlfm_edge.planning import value_iteration  # noqa: E402
-from training.data import BEHAVIOURS, DataConfig, collect, load_shard, make_example, save_shard  # noqa: E402
-from training.prior import FAMILIES, PriorConfig, layered, lure, reach, sample_mdp  # noqa: E402
-from training.rollout import rollout  # noqa: E402
+from rlfm_edge.training.data import BEHAVIOURS, DataConfig, collect, load_shard, make_example, save_shard  # noqa: E402
+from rlfm_edge.training.prior import FAMILIES, PriorConfig, layered, lure, reach, sample_mdp  # noqa: E402
+from rlfm_edge.training.rollout import rollout  # noqa: E402
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -156,7 +156,7 @@ def test_examples_are_deterministic_and_survive_a_shard_round_trip(tmp_path):
 
 
 def test_training_reduces_the_loss_and_resumes_from_its_checkpoint(tmp_path):
-    from training.train import TrainConfig, train
+    from rlfm_edge.training.train import TrainConfig, train
 
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "d"), val_dir=str(tmp_path / "v"),
@@ -175,14 +175,14 @@ def test_training_reduces_the_loss_and_resumes_from_its_checkpoint(tmp_path):
     record = json.loads((train(cfg) / "training_record.json").read_text())
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
     # It reused the data, and still reports what making them cost.
-    from training.data import generation_seconds
+    from rlfm_edge.training.data import generation_seconds
 
     made = generation_seconds(tmp_path / "d") + generation_seconds(tmp_path / "v")
     assert made > 0.05 and record["data_generation_s"] == pytest.approx(made)
 
 
 def test_training_config_rejects_unknown_fields(tmp_path):
-    from training.train import TrainConfig
+    from rlfm_edge.training.train import TrainConfig
 
     path = tmp_path / "c.yaml"
     path.write_text("epochz: 3\n")
@@ -192,7 +192,7 @@ def test_training_config_rejects_unknown_fields(tmp_path):
 
 def test_validation_shares_ties_instead_of_picking_action_zero():
     from rlfm_edge.mdp import TabularMDP
-    from training.validate import _normalized_value
+    from rlfm_edge.training.validate import _normalized_value
 
     mdp = TabularMDP(np.ones((1, 2, 1)), np.array([[0.0, 1.0]]), np.ones(1), 1)
     assert _normalized_value(mdp, np.zeros((1, 2))) == pytest.approx(0.5)  # argmax: 0.0
@@ -206,7 +206,7 @@ def test_warm_start_from_a_model_without_plan_features_keeps_its_weights_and_zer
     from rlfm_edge.model.features import BASE_SA_FEATURES, SA_FEATURES
     from rlfm_edge.model.gat import PolicyGAT
     from rlfm_edge.model.io import save_model
-    from training.train import _warm_start
+    from rlfm_edge.training.train import _warm_start
 
     config = ModelConfig(hidden=16, heads=2, layers=2)
     legacy = PolicyGAT(config)
@@ -229,7 +229,7 @@ def test_warm_start_from_a_model_without_plan_features_keeps_its_weights_and_zer
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A factory of tiny training configs sharing one generated data set (made once: ~2 s)."""
-    from training.train import TrainConfig
+    from rlfm_edge.training.train import TrainConfig
 
     base = tmp_path_factory.mktemp("tiny")
 
@@ -249,7 +249,7 @@ def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(tin
     replay epoch 1's order); the checkpoint restores weights, optimiser and schedule."""
     import torch
 
-    import training.train as T
+    import rlfm_edge.training.train as T
     from rlfm_edge.model.io import read_weights
 
     whole = T.train(tiny_run("whole"))
@@ -299,7 +299,7 @@ def test_ddp_ranks_stop_together_on_a_time_budget_and_rank_0_writes_the_model(ti
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", str(_free_port()), "-m", "training.train", "--config", str(config)],
+         "--master_port", str(_free_port()), "-m", "rlfm_edge.training.train", "--config", str(config)],
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -331,7 +331,7 @@ def test_a_damaged_shard_is_refused_naming_its_path(damage, tmp_path):
 ])
 def test_a_data_folder_made_with_other_settings_is_refused_naming_them(change, differs, tmp_path):
     """Shards are kept whenever their file exists, so other settings used to reuse them silently."""
-    from training.data import generate, generation_seconds
+    from rlfm_edge.training.data import generate, generation_seconds
 
     args = {"n_examples": 4, "seed": 1, "prior": PriorConfig(s_max=6), "cfg": DataConfig(max_episodes=5)}
     shards = generate(tmp_path, **args, shard_size=4, workers=1)

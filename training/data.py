@@ -43,8 +43,8 @@ from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import GraphFeatures, base_features, horizon_of, with_plan_features
 from rlfm_edge.planning import backward_induction, value_iteration
 from rlfm_edge.stats import CountStats
-from training.prior import PriorConfig, sample_mdp
-from training.rollout import rollout
+from rlfm_edge.training.prior import PriorConfig, sample_mdp
+from rlfm_edge.training.rollout import rollout
 
 BEHAVIOURS = ("uniform", "eps_optimal", "psrl", "mixed", "model")
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from training.data import generate
-from training.train import TrainConfig, train
+from rlfm_edge.training.data import generate
+from rlfm_edge.training.train import TrainConfig, train
 
 log = logging.getLogger("rlfm_edge.train")
 

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlfm_edge.mdp import TabularMDP
-from training.robot_prior import sample_robot_mdp
+from rlfm_edge.training.robot_prior import sample_robot_mdp
 
 
 @dataclass(frozen=True)

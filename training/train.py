@@ -1,7 +1,7 @@
 """Train the policy GAT on generated examples; single process or torchrun (DDP).
 
     rlfm-edge train --config training/configs/default.yaml
-    torchrun --nproc-per-node 4 -m training.train --config training/configs/default.yaml
+    torchrun --nproc-per-node 4 -m rlfm_edge.training.train --config training/configs/default.yaml
 
 Checkpoints (``checkpoint.pt``: weights, optimiser, epoch) are written atomically every
 epoch and resumed from automatically; the final model is written as a model directory
@@ -36,11 +36,11 @@ from rlfm_edge.model.config import ModelConfig
 from rlfm_edge.model.features import BASE_SA_FEATURES, PLAN_SA_FEATURES
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
 from rlfm_edge.model.io import read_weights, save_model
-from training.config_check import check_fields
-from training.data import DataConfig, generate, generation_seconds, load_shard
-from training.losses import boltzmann_cross_entropy
-from training.prior import PriorConfig
-from training.validate import validate
+from rlfm_edge.training.config_check import check_fields
+from rlfm_edge.training.data import DataConfig, generate, generation_seconds, load_shard
+from rlfm_edge.training.losses import boltzmann_cross_entropy
+from rlfm_edge.training.prior import PriorConfig
+from rlfm_edge.training.validate import validate
 
 log = logging.getLogger("rlfm_edge.train")
 
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // int(os.environ.get("WORLD_SIZE", "1"))))
     if args.pipeline:
-        from training.pipeline import load, run
+        from rlfm_edge.training.pipeline import load, run
 
         load(args.pipeline)  # every round checked before any work
         job, again = (lambda: run(args.pipeline)), f"rlfm-edge train --pipeline {args.pipeline}"

@@ -18,9 +18,9 @@ from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import build_features
 from rlfm_edge.model.gat import to_graph
 from rlfm_edge.planning import optimal_value, policy_value
-from training.data import load_shard
-from training.prior import PriorConfig, sample_mdp
-from training.rollout import rollout
+from rlfm_edge.training.data import load_shard
+from rlfm_edge.training.prior import PriorConfig, sample_mdp
+from rlfm_edge.training.rollout import rollout
 
 
 def _normalized_value(mdp: TabularMDP, logits: np.ndarray) -> float:

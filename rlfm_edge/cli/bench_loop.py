@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from rlfm_edge.cli.bench import add_record_options, record
-from rlfm_edge.cli.serve import add_engine_options, engine_from_args, positive
+from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
+from rlfm_edge.cli.serve import positive
 
 
 def rss_mib() -> float:
@@ -60,11 +61,17 @@ def _discretizer(states: int):
     return Discretizer.uniform([-1.0] * 4, [1.0] * 4, bins)
 
 
-def _make_agent(args, engine):
-    from rlfm_edge.runtime import OnlineAgent
+def _config(args):
+    from rlfm_edge.runtime import RobotConfig
 
-    return OnlineAgent(_discretizer(args.states), engine, horizon=args.horizon,
-                       n_actions=args.actions, deadline_s=1.0 / args.rate, seed=args.seed)
+    return RobotConfig.from_dict({"discretizer": _discretizer(args.states), "horizon": args.horizon,
+                                  "n_actions": args.actions, "control_period_s": 1.0 / args.rate,
+                                  "seed": args.seed, **overrides(args, ("backend", "precision", "model"))},
+                                 source="command line")
+
+
+def _make_agent(args, engine):
+    return _config(args).make_agent(engine)
 
 
 def _wait_until(tick: float) -> float:
@@ -223,7 +230,9 @@ def plot(loop: dict, rtt: dict, path: Path) -> Path:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    engine = engine_from_args(args, (args.states, args.actions))
+    from rlfm_edge.runtime.engine import make_robot_engine
+
+    engine = make_robot_engine(_config(args))
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     loop = paced_loop(args, engine)
@@ -303,7 +312,7 @@ def register(bench_subparsers) -> None:
                    help="baud rate whose wire time the round trips are compared with")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic robot and agent")
     p.add_argument("--out", default="results/loop", help="folder for the histogram PNG")
-    add_engine_options(p)
-    p.set_defaults(backend="planning")
+    add_engine_options(p, {"backend": "planning"})
+    add_set_option(p)
     add_record_options(p)
     p.set_defaults(func=cmd_loop)

@@ -30,8 +30,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from calibration.calibset import build_calibration_set, load_calibration_set, save_calibration_set
-    from calibration.quantize import quantize_qdq, write_int8
+    from rlfm_edge.calibration.calibset import (
+        build_calibration_set,
+        load_calibration_set,
+        save_calibration_set,
+    )
+    from rlfm_edge.calibration.quantize import quantize_qdq, write_int8
     from rlfm_edge.inference.onnx_backend import read_spec
     from rlfm_edge.model.io import DEFAULT_MODEL_DIR
 
@@ -59,7 +63,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                   "logs": args.log, "stats": args.stats})
     model, qspec = quantize_qdq(args.model, samples, method=args.method)
     if args.keep_float:  # one write at the end: a failed ranking leaves the previous file as it was
-        from calibration.sensitivity import keep_float
+        from rlfm_edge.calibration.sensitivity import keep_float
 
         model, qspec = keep_float(args.model, model, qspec, args.keep_float, mdps=args.rank_mdps,
                                   seed=args.rank_seed)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.cli.serve import add_engine_options, engine_from_args, positive
+from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
+from rlfm_edge.cli.serve import positive
 
 
 def _progress(label: str, total: int, enabled: bool):
@@ -85,15 +86,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from rlfm_edge.runtime import RandomActor, RobotConfig
+    from rlfm_edge.runtime.engine import make_robot_engine
     from rlfm_edge.sim_robot import CARTPOLE_CONFIG, serve_sim
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = RobotConfig.from_dict({**CARTPOLE_CONFIG, "seed": args.seed,
                                     "control_period_s": 1.0 / args.rate}, source="demo config")
-    if args.log:
-        config.log_path = out / "agent_log"
-    engine = engine_from_args(args, (config.n_states, config.n_actions))
+    config = config.updated({**overrides(args, ("backend", "precision", "model")),
+                             **({"log": str(out / "agent_log")} if args.log else {})},
+                            source="command line")
+    engine = make_robot_engine(config)
     agent = config.make_agent(engine)
     print(f"demo: {agent!r} ({engine.backend}, {engine.precision}) vs a simulated CartPole robot "
           f"over a pty, {args.episodes} episodes at {args.rate:g} Hz, at most {args.max_steps} "
@@ -189,12 +192,10 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=positive(int), default=40,
                    help="episodes of the agent, then as many of a random policy")
-    add_engine_options(p)
     # On a CPU host torch refreshes the policy at CartPole's size faster than ONNX Runtime's
     # graph, which is padded to 256 states (BENCHMARKS.md, "Policy refresh latency"), and a
     # fresher policy is what learning within 40 episodes needs; `auto` is for robots.
-    if importlib.util.find_spec("torch") is not None:
-        p.set_defaults(backend="torch")
+    add_engine_options(p, {"backend": "torch" if importlib.util.find_spec("torch") else "auto"})
     p.add_argument("--out", default="results/demo", help="folder for the plot and summary.json")
     p.add_argument("--rate", type=positive(float), default=200.0, help="robot control rate, Hz")
     p.add_argument("--max-steps", type=positive(int), default=200, help="episode length cap")
@@ -202,5 +203,6 @@ def register(subparsers) -> None:
                    help="seed of the simulated robot and of the agent's sampling")
     p.add_argument("--log", action="store_true",
                    help="also write the agent's MCAP transition log (a segment in OUT/agent_log/)")
+    add_set_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

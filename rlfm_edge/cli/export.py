@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.export import export_onnx
+    from rlfm_edge.training.export import export_onnx
 
     spec = export_onnx(args.model, args.out, args.max_states, args.max_actions, args.opset)
     out = args.out or args.model

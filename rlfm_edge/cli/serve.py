@@ -1,8 +1,9 @@
-"""`rlfm-edge serve`: the agent against a robot over a serial port (protocol in the README).
+"""`rlfm-edge serve`: the agent against a robot over a serial port.
 
-Runs until Ctrl-C or SIGTERM (or --episodes / --duration); the statistics are saved
-periodically and at exit, so the next start carries on from them. Exits 1 when the port
-never opened; a start that fails leaves every file as it was (docs/robot-data.md).
+The robot speaks the serial protocol of docs/serial-protocol.md. Runs until Ctrl-C or SIGTERM
+(or --episodes / --duration); the statistics are saved periodically and at exit, so the next
+start carries on from them. Exits 1 when the port never opened; a start that fails leaves
+every file as it was (docs/robot-data.md).
 """
 
 from __future__ import annotations
@@ -13,28 +14,10 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
+
+from rlfm_edge.cli.config_flags import add_engine_options, add_set_option, overrides
 
 log = logging.getLogger(__name__)
-
-
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto",
-                   help="inference backend: auto, torch, onnxruntime, tensorrt, or planning "
-                   "(model-free optimistic planning on the counts)")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (backend permitting)")
-    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-
-
-def engine_from_args(args: argparse.Namespace, size: tuple[int, int] | None = None):
-    """The engine the options name; ``auto`` ranks the backends by a refresh at ``size`` (S, A)."""
-    from rlfm_edge.inference import make_engine
-
-    if args.backend == "planning":
-        if args.model is not None:
-            raise ValueError("--model: the planning backend uses no model")
-        return make_engine("planning")
-    return make_engine(args.backend, model=args.model, precision=args.precision, probe_size=size)
 
 
 def positive(kind):
@@ -80,23 +63,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace):
-    """Everything checked and loaded before anything is written: config, log folder,
-    statistics, engine; then the agent (whose log segment appears with its first step)."""
-    from rlfm_edge.logs import check_log_folder
+    """The robot YAML with the command line's settings, then the agent: it checks the log
+    folder, loads the statistics and builds the engine before it writes anything."""
     from rlfm_edge.runtime import RobotConfig
 
-    config = RobotConfig.load(args.config)
-    if args.stats is not None:
-        config.stats_path = Path(args.stats)
-    if args.log is not None:
-        config.log_path = Path(args.log)
-    if config.log_path is not None:
-        check_log_folder(config.log_path)
-    persistence = config.persistence()
-    stats = (persistence.load_or_new(config.n_states, config.n_actions)
-             if persistence is not None else None)
-    engine = engine_from_args(args, (config.n_states, config.n_actions))
-    return config, config.make_agent(engine, stats=stats, persistence=persistence)
+    config = RobotConfig.load(args.config).updated(overrides(args), source="command line")
+    return config, config.make_agent()
 
 
 def _serve(args: argparse.Namespace, config, agent) -> int:
@@ -167,9 +139,10 @@ def register(subparsers) -> None:
     p.add_argument("--baud", type=positive(int), default=115200, help="serial baud rate")
     p.add_argument("--config", required=True, help="robot YAML (see examples/cartpole_robot.yaml)")
     add_engine_options(p)
-    p.add_argument("--stats", default=None, help="statistics file (overrides the config)")
-    p.add_argument("--log", default=None,
-                   help="folder of MCAP transition logs, one segment per start (overrides the config)")
+    p.add_argument("--stats", default=None, help="statistics file (setting statistics.path)")
+    p.add_argument("--log", default=None, help="folder of MCAP transition logs, one segment per "
+                   "start (setting log)")
+    add_set_option(p)
     p.add_argument("--episodes", type=positive(int), default=None,
                    help="stop after this many complete episodes")
     p.add_argument("--duration", type=positive(float), default=None, help="stop after seconds")

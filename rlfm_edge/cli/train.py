@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     try:
-        from training.train import main
+        from rlfm_edge.training.train import main
     except ImportError as exc:
         raise RuntimeError(f"training needs the 'train' extra (pip install -e .[train]): {exc}") from None
     return main(["--pipeline", args.pipeline] if args.pipeline else ["--config", args.config])

@@ -15,9 +15,9 @@ last step; it returns a copy, safe to keep or save while the agent runs.
 
 A refresh is requested every ``refresh_every`` transitions, when a (state, action) pair is
 tried for the first time (the statistics changed qualitatively), and at episode ends. Requests
-made while a refresh runs coalesce into one. A refresh slower than ``deadline_s`` (one control
-tick) is counted late; until it finishes, and if it raises or returns a malformed policy, the
-last good policy stays in use.
+made while a refresh runs coalesce into one. A refresh slower than ``control_period_s`` (one
+control tick) is counted late; until it finishes, and if it raises or returns a malformed
+policy, the last good policy stays in use.
 
 A robot that steps faster than a refresh would otherwise act on ever older policies (requests
 coalesce, so it gets one refresh per refresh-time of steps, whatever ``refresh_every`` says).
@@ -57,48 +57,40 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from math import isfinite
+from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.agents.base import check_positive_float
 from rlfm_edge.discretize import Discretizer
 from rlfm_edge.inference.base import (
-    DEFAULT_ANNEAL_VISITS,
-    DEFAULT_TEMPERATURE,
     ModelLimitError,
     PolicyEngine,
     action_probabilities,
     state_temperatures,
 )
-from rlfm_edge.logs import TransitionLogger
+from rlfm_edge.logs import TransitionLogger, check_log_folder
+from rlfm_edge.runtime.engine import make_robot_engine
 from rlfm_edge.runtime.persistence import StatsPersistence
-from rlfm_edge.stats import CountStats
+from rlfm_edge.runtime.robot_config import (
+    AGENT_SETTINGS,
+    TERMINAL_KINDS,
+    RobotConfig,
+    terminal_kinds,
+    unknown_message,
+)
+from rlfm_edge.stats import CountStats, StatsFileError
 
 log = logging.getLogger(__name__)
 
-MODES = ("greedy", "sample")
-TERMINAL_KINDS = {"failure": 0.0, "goal": 1.0}  # absorbing state -> its reward per step
-
-
-def terminal_kinds(terminal_state: bool | str | None) -> tuple[str, ...]:
-    """The absorbing states a ``terminal_state`` setting asks for, in state-index order.
-
-    False/None: none; True or "failure": a failure state; "goal": a goal state; "both": both.
-    The first is the kind a termination enters when the robot does not say which.
-    """
-    if terminal_state is None or terminal_state is False:
-        return ()
-    if terminal_state is True:
-        return ("failure",)
-    if terminal_state == "both":
-        return tuple(TERMINAL_KINDS)
-    if terminal_state in TERMINAL_KINDS:
-        return (terminal_state,)
-    raise ValueError(f"terminal_state: expected false, true, 'failure', 'goal' or 'both', got "
-                     f"{terminal_state!r}")
-_RESET = object()  # bookkeeper queue marker: statistics were reset
 # Bookkeeper queue items: (prev_state, prev_action, reward, state) is a transition for the
-# statistics; a longer tuple is a step record for the MCAP log (queued only with a log).
+# statistics; a longer tuple is a step record for the MCAP log (queued only with a log);
+# _RESET and _Replace replace the statistics.
+_RESET = object()
+
+
+@dataclass(frozen=True)
+class _Replace:
+    stats: CountStats
 
 
 class InvalidObservation(ValueError):
@@ -140,7 +132,7 @@ class AgentCounters:
     safe_actions: int = 0  # steps acted before any good policy existed
     rejected_observations: int = 0
     clipped_values: int = 0
-    step_overruns: int = 0  # steps that themselves took longer than deadline_s
+    step_overruns: int = 0  # steps that themselves took longer than control_period_s
     policy_waits: int = 0  # steps that waited for a refresh (max_policy_lag)
     saves: int = 0
     save_failures: int = 0
@@ -148,6 +140,8 @@ class AgentCounters:
     last_refresh_latency_s: float = math.nan
     last_step_latency_s: float = math.nan
     policy_stats_version: int = -1  # CountStats.version the current policy was computed from
+    stats_transitions: int = 0  # transitions in the statistics (as CountStats.n_transitions)
+    visited_states: int = 0  # states left or reached (as CountStats.visited_states)
 
 
 @dataclass(frozen=True)
@@ -165,53 +159,27 @@ class OnlineAgent:
         engine: the PolicyEngine; its ``max_states``/``max_actions`` are checked here.
         horizon: the horizon passed to the engine.
         n_actions: size of the robot's discrete action space.
-        mode: "sample" (draw from softmax(logits / temperature)) or "greedy" (argmax).
-        anneal_visits: cool each state's temperature as it is visited
-            (``state_temperatures``); None keeps it fixed.
-        refresh_every: request a refresh after this many new transitions.
-        max_policy_lag: a step waits for a requested refresh once the request is this many
-            transitions old (0: every step acts on a policy of all it has seen; None: never
-            wait).
-        deadline_s: the control tick; slower refreshes and steps are counted.
-        safe_action: action before the first good policy; None = uniform random.
-        terminal_state: the absorbing states ``terminate`` enters (``terminal_kinds``).
         stats: initial statistics; else loaded through ``persistence``, else empty.
         persistence: periodic and final saving; ``transition_log``: MCAP step logger,
             owned (closed) by the agent.
-        refresh_niceness: added to the refresh thread's niceness (Linux), so the control
-            loop outranks the model when both want a core; 0 leaves it alone.
+        **settings: the agent's settings of ``RobotConfig`` (``AGENT_SETTINGS``: mode,
+            temperature, anneal_visits, refresh_every, max_policy_lag, control_period_s,
+            safe_action, terminal_state, seed, ...), with their defaults and validation.
+
+    ``OnlineAgent.from_config(config, engine)`` builds one from a whole RobotConfig, its
+    statistics file and log included.
     """
 
     def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
-                 n_actions: int, *, mode: str = "sample", temperature: float = DEFAULT_TEMPERATURE,
-                 anneal_visits: float | None = DEFAULT_ANNEAL_VISITS,
-                 refresh_every: int = 10, max_policy_lag: int | None = 10,
-                 refresh_on_new_pair: bool = True,
-                 refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
-                 safe_action: int | None = None, terminal_state: bool | str = False,
-                 seed: int = 0,
-                 stats: CountStats | None = None, persistence: StatsPersistence | None = None,
-                 transition_log: TransitionLogger | None = None, refresh_niceness: int = 10) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature: expected > 0, got {temperature!r}")
-        for name, v in (("horizon", horizon), ("n_actions", n_actions),
-                        ("refresh_every", refresh_every)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if max_policy_lag is not None and (isinstance(max_policy_lag, bool) or not isinstance(
-                max_policy_lag, (int, np.integer)) or max_policy_lag < 0):
-            raise ValueError(f"max_policy_lag: expected None or an integer >= 0, got {max_policy_lag!r}")
-        if not deadline_s > 0:
-            raise ValueError(f"deadline_s: expected > 0, got {deadline_s!r}")
-        if isinstance(refresh_niceness, bool) or not isinstance(refresh_niceness, int) \
-                or not 0 <= refresh_niceness <= 19:
-            raise ValueError(f"refresh_niceness: expected an integer in [0, 19], got {refresh_niceness!r}")
-        if safe_action is not None and not 0 <= safe_action < n_actions:
-            raise ValueError(f"safe_action: expected None or an action in [0, {n_actions}), "
-                             f"got {safe_action!r}")
-        kinds = terminal_kinds(terminal_state)
+                 n_actions: int, *, stats: CountStats | None = None,
+                 persistence: StatsPersistence | None = None,
+                 transition_log: TransitionLogger | None = None, **settings) -> None:
+        unknown = sorted(set(settings) - set(AGENT_SETTINGS))
+        if unknown:
+            raise ValueError(f"OnlineAgent: {unknown_message(unknown, AGENT_SETTINGS)} (statistics, "
+                             f"log and engine settings: OnlineAgent.from_config)")
+        config = RobotConfig(discretizer=discretizer, n_actions=n_actions, horizon=horizon, **settings)
+        kinds = terminal_kinds(config.terminal_state)
         discretizer.check_fits(engine.max_states - len(kinds))
         if n_actions > engine.max_actions:  # before the statistics are allocated
             raise ModelLimitError(f"n_actions: {n_actions} actions but the {engine.backend} engine "
@@ -230,27 +198,15 @@ class OnlineAgent:
         self.n_states = S
         # absorbing state per kind, after the discretizer's states
         self.terminal_indices = {k: discretizer.n_states + i for i, k in enumerate(kinds)}
-        self.horizon = int(horizon)
-        self.n_actions = int(n_actions)
-        self.mode = mode
-        self.temperature = float(temperature)
-        self.anneal_visits = (None if anneal_visits is None
-                              else check_positive_float("anneal_visits", anneal_visits))
-        self.refresh_every = int(refresh_every)
-        self.max_policy_lag = None if max_policy_lag is None else int(max_policy_lag)
-        self.refresh_on_new_pair = refresh_on_new_pair
-        self.refresh_on_episode_end = refresh_on_episode_end
-        self.deadline_s = float(deadline_s)
-        self.safe_action = safe_action
-        self.refresh_niceness = refresh_niceness
+        for name in ("horizon", "n_actions", *AGENT_SETTINGS):  # attributes: one lookup in step()
+            setattr(self, name, getattr(config, name))
         self._stats = stats  # written by the bookkeeper only (or under _stats_lock)
         self._stats_lock = threading.Lock()
-        # (s, a) pairs tried at least once, row-major: step()'s cheap "first try" test
-        self._tried = bytearray((stats.n_sa > 0).ravel().tolist())
         self.persistence = persistence
         self.transition_log = transition_log
-        self._rng = random.Random(seed)  # the stdlib's: a tenth of numpy's per-call cost in step()
+        self._rng = random.Random(config.seed)  # the stdlib's: a tenth of numpy's per-call cost in step()
         self._c = AgentCounters()
+        self._track(stats)
         self._policy: _Policy | None = None
         self._prev: tuple[int, int] | None = None  # (state, action) awaiting its reward
         self._since_request = 0
@@ -281,6 +237,46 @@ class OnlineAgent:
         self._refresher.start()
         self.request_refresh()
 
+    @classmethod
+    def from_config(cls, config: RobotConfig, engine: PolicyEngine | None = None,
+                    stats: CountStats | None = None) -> OnlineAgent:
+        """The agent ``config`` describes, with its statistics file and its log folder.
+
+        A start checks and loads everything before it writes anything: the log folder, the
+        statistics (``stats``, else those at ``statistics.path``), then the engine (``engine``,
+        else ``make_robot_engine(config)``). A start that fails leaves every file as it was,
+        apart from a damaged statistics file, moved aside with the command that rebuilds it
+        (``StatsPersistence.load_or_new``). The log segment is created by the first step.
+        """
+        kinds = terminal_kinds(config.terminal_state)
+        if engine is not None:
+            config.discretizer.check_fits(engine.max_states - len(kinds))
+        if config.log_path is not None:
+            check_log_folder(config.log_path)
+        persistence = config.persistence()
+        if stats is None and persistence is not None:
+            if config.stats_required and not persistence.path.exists() \
+                    and not persistence.prev_path.exists():
+                raise FileNotFoundError(f"statistics.path: {persistence.path} not found "
+                                        f"(statistics.require_file is true)")
+            stats = persistence.load_or_new(config.n_states, config.n_actions)
+        if engine is None:
+            engine = make_robot_engine(config)
+        logger = None
+        if config.log_path is not None:
+            import yaml
+
+            logger = TransitionLogger.new_segment(
+                config.log_path, config.n_states, config.n_actions, config.horizon,
+                yaml.safe_dump(config.discretizer.to_config(), sort_keys=False))
+        try:
+            return cls(config.discretizer, engine, config.horizon, config.n_actions, stats=stats,
+                       persistence=persistence, transition_log=logger, **config.agent_settings())
+        except BaseException:
+            if logger is not None:
+                logger.close()
+            raise
+
     # -- the control loop ------------------------------------------------------------------
     def step(self, observation, reward: float | None = None) -> int:
         """Record the transition this observation closes and return the next action.
@@ -306,8 +302,11 @@ class OnlineAgent:
 
         if prev is not None:
             c.transitions += 1
+            c.stats_transitions += 1
             self._since_request += 1
             self._queue.append((prev[0], prev[1], reward, s))
+            self._see(prev[0])
+            self._see(s)
             pair = prev[0] * self.n_actions + prev[1]
             first_try = not self._tried[pair]
             self._tried[pair] = 1
@@ -330,7 +329,7 @@ class OnlineAgent:
         self._prev = (s, a)
 
         start = self._inflight_start
-        if start is not None and not self._late_flagged and t0 - start > self.deadline_s:
+        if start is not None and not self._late_flagged and t0 - start > self.control_period_s:
             self._flag_late()
         c.steps += 1
         if self.transition_log is not None:
@@ -339,7 +338,7 @@ class OnlineAgent:
                                 time.time_ns()))
         dt = time.perf_counter() - t0  # after the copy for the log: the caller waits for it too
         c.last_step_latency_s = dt
-        if dt > self.deadline_s:
+        if dt > self.control_period_s:
             c.step_overruns += 1
         return a
 
@@ -357,7 +356,7 @@ class OnlineAgent:
             pending.clear()
             return
         self._c.policy_waits += 1
-        timeout = max(1.0, 100 * self.deadline_s)
+        timeout = max(1.0, 100 * self.control_period_s)
         if not self.wait_refreshed(pending[0][0], timeout=timeout):
             log.warning("a policy refresh is still running after %.1f s; acting on the last policy "
                         "and not waiting again until a refresh finishes", timeout)
@@ -402,6 +401,9 @@ class OnlineAgent:
         prev = self._prev
         if prev is not None:
             self._queue.append((prev[0], prev[1], reward, T))
+            self._see(prev[0])
+            self._see(T)
+            self._c.stats_transitions += 1 + self.n_actions
             self._tried[prev[0] * self.n_actions + prev[1]] = 1
             for a in range(self.n_actions):
                 self._tried[T * self.n_actions + a] = 1
@@ -419,10 +421,52 @@ class OnlineAgent:
 
     def reset_statistics(self) -> None:
         """Forget all experience; the current policy stays until the next refresh."""
-        self._tried = bytearray(len(self._tried))
+        self._track(CountStats(self.n_states, self.n_actions))
         self._prev = None
         self._queue.append(_RESET)
         self.request_refresh()
+
+    def load_statistics(self, path: str | os.PathLike | None = None) -> tuple[int, Path]:
+        """Replace the live statistics by saved ones (default: the persistence path, falling
+        back to its last good copy); returns (transitions loaded, the file read).
+
+        Call it from the thread that steps, as ``reset_statistics``. Raises FileNotFoundError
+        without a file, ValueError (StatsFileError) for an unreadable or mis-shaped one, and
+        leaves the live statistics as they were.
+        """
+        if path is None and self.persistence is None:
+            raise ValueError("load_statistics: no path given and no persistence configured")
+        path = Path(path) if path is not None else self.persistence.path
+        if not path.exists() and not path.with_name(path.name + ".prev").exists():
+            raise FileNotFoundError(f"no statistics file at {path}")
+        if self.persistence is not None and path == self.persistence.path:
+            stats = self.persistence.load_or_new(self.n_states, self.n_actions)
+            used = self.persistence.loaded_from
+        else:
+            stats, used = CountStats.load_with_fallback(path)
+            if (stats.n_states, stats.n_actions) != (self.n_states, self.n_actions):
+                raise StatsFileError(f"{used}: statistics have S={stats.n_states}, "
+                                     f"A={stats.n_actions}; this agent has S={self.n_states}, "
+                                     f"A={self.n_actions}")
+        self._track(stats)
+        self._prev = None
+        self._queue.append(_Replace(stats))
+        self.request_refresh()
+        return stats.n_transitions, used
+
+    def _track(self, stats: CountStats) -> None:
+        """step()'s O(1) views of ``stats``: the pairs tried, the states seen, their counts."""
+        # (s, a) pairs tried at least once, row-major: step()'s cheap "first try" test
+        self._tried = bytearray((stats.n_sa > 0).ravel().tolist())
+        seen = (stats.n_sa.sum(axis=1) > 0) | (stats.n_sas.sum(axis=(0, 1)) > 0)
+        self._seen = bytearray(seen.tolist())
+        self._c.stats_transitions = stats.n_transitions
+        self._c.visited_states = int(seen.sum())
+
+    def _see(self, state: int) -> None:
+        if not self._seen[state]:
+            self._seen[state] = 1
+            self._c.visited_states += 1
 
     def save_statistics(self, path: str | os.PathLike | None = None) -> bool:
         """Save the live statistics now (to the persistence path if ``path`` is None).
@@ -462,10 +506,21 @@ class OnlineAgent:
 
     @property
     def stats(self) -> CountStats:
-        """A copy of the statistics, up to the last step."""
+        """A copy of the statistics, up to the last step (O(S^2 A): not for every tick; the
+        counters hold the totals)."""
         with self._stats_lock:
             self._drain()
             return self._stats.copy()
+
+    def statistics_summary(self) -> dict:
+        """Totals of the statistics up to the last step, without copying them."""
+        with self._stats_lock:
+            self._drain()
+            s = self._stats
+            n = s.n_transitions
+            return {"transitions": n, "visited_states": s.visited_states, "n_states": s.n_states,
+                    "action_counts": s.n_sa.sum(axis=0).tolist(),
+                    "mean_reward": float(s.reward_sum.sum() / n) if n else None}
 
     @property
     def has_terminal_state(self) -> bool:
@@ -502,6 +557,9 @@ class OnlineAgent:
             item = q.popleft()
             if item is _RESET:
                 stats.reset()
+            elif type(item) is _Replace:
+                stats.reset()
+                stats.merge(item.stats)
             elif len(item) == 4:
                 stats.update(*item)
             else:
@@ -596,7 +654,7 @@ class OnlineAgent:
         finally:
             latency = time.perf_counter() - t0
             self._c.last_refresh_latency_s = latency
-            if latency > self.deadline_s:
+            if latency > self.control_period_s:
                 self._flag_late()
             self._inflight_start = None
 
@@ -618,7 +676,7 @@ class OnlineAgent:
         with self._done:
             self._done.notify_all()
         self._bookkeeper.join(timeout=10.0)
-        self._refresher.join(timeout=max(1.0, 10 * self.deadline_s))
+        self._refresher.join(timeout=max(1.0, 10 * self.control_period_s))
         if self._refresher.is_alive():
             log.warning("policy engine still running at close; leaving its thread behind")
         with self._stats_lock:

@@ -1,12 +1,11 @@
 """The host side of a serial robot: OBSERVATION frames in, one ACTION out for each.
 
-The loop is what `rlfm-edge serve` runs. It turns the protocol's flags into agent calls:
-an ordinary observation is ``actor.step(obs, reward)``; ``EPISODE_END`` adds
-``end_episode()`` (or ``terminate(reward)`` with ``TERMINAL``, when the agent has a terminal
-state); ``RESET`` cuts an episode in progress; a ``REPEAT`` of the observation last answered
-gets the same action again without being counted twice, so a lost ACTION frame costs a tick,
-not a corrupted statistic. An EPISODE_END observation is answered with action -1 (none: the
-robot resets). An observation the agent refuses (NaN/inf, wrong length) gets an ERROR frame.
+The loop is what `rlfm-edge serve` runs. The serial-session rules (``rlfm_edge.serial.session``,
+shared with the ROS 2 serial bridge) turn each frame into a Turn; the loop applies it to the
+actor: ``step(obs, reward)``, then ``end_episode()`` at a time limit, or ``terminate(reward,
+obs, kind)`` at a TERMINAL end (when the agent has that terminal state; else it is treated as a
+time limit, with a warning). An observation the agent refuses (NaN/inf, wrong length) gets an
+ERROR frame.
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ from rlfm_edge.serial.protocol import (
     Observation,
     RateLimitedWarnings,
 )
+from rlfm_edge.serial.session import NO_ACTION, EpisodeRecord, SerialSession, Turn
 
 log = logging.getLogger(__name__)
-
-NO_ACTION = -1  # the answer to an EPISODE_END observation
 
 
 class Actor(Protocol):
@@ -62,19 +60,9 @@ class RandomActor:
     def end_episode(self) -> None:
         pass
 
-    def terminate(self, reward: float, observation=None) -> None:
+    def terminate(self, reward: float, observation=None, kind: str | None = None) -> None:
         if observation is not None:
             self.step(observation)  # refuses what step refuses
-
-
-@dataclass(frozen=True)
-class EpisodeRecord:
-    index: int
-    ret: float  # sum of the rewards of the episode's actions
-    steps: int  # actions whose reward came back
-    terminated: bool  # ended in an absorbing state (TERMINAL)
-    cut: bool  # cut short by a robot RESET
-    wall_s: float
 
 
 @dataclass
@@ -103,14 +91,8 @@ class SerialAgentLoop:
         self.on_episode = on_episode
         self.counters = LoopCounters()
         self.warnings = RateLimitedWarnings(log, warn_every_s)
-        self._can_terminate = getattr(actor, "has_terminal_state", False)
-        self._warned_terminal = False
-        self._last_key: tuple | None = None
-        self._last_action = NO_ACTION
-        self._in_episode = False
-        self._ret = 0.0
-        self._steps = 0
-        self._t_start = 0.0
+        self.session = SerialSession(on_episode=self._on_episode)
+        self._warned_terminal: set = set()
 
     @property
     def episodes(self) -> list[EpisodeRecord]:
@@ -141,58 +123,54 @@ class SerialAgentLoop:
     def handle(self, msg: Observation) -> None:
         c = self.counters
         c.observations += 1
-        key = (msg.observation, msg.reward, msg.episode_end, msg.terminal, msg.reset)
-        if msg.repeat and key == self._last_key:
+        turn = self.session.turn(msg)
+        if turn.repeat_action is not None:
             c.repeats_answered += 1
-            self._answer(msg.seq, self._last_action)
+            self._answer(msg.seq, turn.repeat_action)
             return
-        if msg.reset:
-            c.resets += 1
-            if self._in_episode:
-                self.actor.end_episode()
-                self._finish(terminated=False, cut=True)
-        first = not self._in_episode
-        reward = None if first else msg.reward
+        c.resets += msg.reset
         try:
-            if msg.episode_end:
-                if msg.terminal and self._can_terminate:
-                    self.actor.terminate(msg.reward if not first else 0.0, msg.observation)
-                else:
-                    if msg.terminal and not self._warned_terminal:
-                        self._warned_terminal = True
-                        log.warning("the robot reports terminal states but the agent has none; "
-                                    "set terminal_state: true in the robot config")
-                    self.actor.step(msg.observation, reward)
-                    self.actor.end_episode()
-                action = NO_ACTION
-            else:
-                action = int(self.actor.step(msg.observation, reward))
+            action = self._apply(turn)
         except InvalidObservation as exc:
+            self.session.refused(turn)
             c.invalid_observations += 1
             self.warnings.warn("invalid_observations", c.invalid_observations,
                                f"refused observation {msg.seq}: {exc}")
             self.link.send(Error(ERR_INVALID_OBSERVATION, msg.seq, str(exc)[:100]))
             return
-        if first:
-            self._in_episode, self._ret, self._steps = True, 0.0, 0
-            self._t_start = time.monotonic()
-        else:
-            self._ret += msg.reward
-            self._steps += 1
-        self._last_key, self._last_action = key, action
         self._answer(msg.seq, action)
-        if msg.episode_end:
-            self._finish(terminated=msg.terminal, cut=False)
+        self.session.answered(turn, action)
+
+    def _apply(self, turn: Turn) -> int:
+        actor = self.actor
+        if turn.cut:
+            actor.end_episode()
+        if turn.end == "terminal" and self._can_terminate(turn.kind):
+            actor.terminate(0.0 if turn.reward is None else turn.reward, turn.observation, turn.kind)
+            return NO_ACTION
+        action = int(actor.step(turn.observation, turn.reward))
+        if turn.end is not None:
+            actor.end_episode()
+            return NO_ACTION
+        return action
+
+    def _can_terminate(self, kind: str | None) -> bool:
+        """Whether the actor has the terminal state ``kind`` (None: its default); warns once if not."""
+        kinds = getattr(self.actor, "terminal_indices", None)
+        ok = getattr(self.actor, "has_terminal_state", False) and (
+            kinds is None or kind is None or kind in kinds)
+        if not ok and kind not in self._warned_terminal:
+            self._warned_terminal.add(kind)
+            log.warning("the robot reports %s terminal states but the agent has none; set "
+                        "terminal_state in the robot config (treated as a time limit)",
+                        kind or "its")
+        return ok
 
     def _answer(self, seq: int, action: int) -> None:
         self.counters.actions_sent += self.link.send(Action(ack_seq=seq, action=action))
 
-    def _finish(self, terminated: bool, cut: bool) -> None:
-        c = self.counters
-        record = EpisodeRecord(len(c.episode_log), self._ret, self._steps, terminated, cut,
-                               time.monotonic() - self._t_start)
-        c.episode_log.append(record)
-        c.episodes += not cut
-        self._in_episode = False
+    def _on_episode(self, record: EpisodeRecord) -> None:
+        self.counters.episode_log.append(record)
+        self.counters.episodes += not record.cut
         if self.on_episode is not None:
             self.on_episode(record)

@@ -16,6 +16,8 @@ Bodies:
       (failure or goal); the host counts the last transition as entering its terminal state
       flags bit 3 REPEAT: the robot got no ACTION for its previous OBSERVATION and sends it
       again, unchanged but for seq; the host answers it without counting it twice
+      flags bit 4 GOAL (with TERMINAL): the absorbing state is a goal (worth the top reward);
+      TERMINAL alone enters the robot config's default kind (the first of terminal_state)
   ACTION (host -> robot): ack_seq:u16 (the OBSERVATION answered), action:i32
   HEARTBEAT (both ways): uptime_ms:u32 of the sender
   ERROR (both ways): code:u8, ref_seq:u16, text:utf-8 (rest of the body)
@@ -43,6 +45,7 @@ FLAG_EPISODE_END = 0x01
 FLAG_RESET = 0x02
 FLAG_TERMINAL = 0x04
 FLAG_REPEAT = 0x08
+FLAG_GOAL = 0x10
 
 ERR_BAD_FRAME = 1  # the receiver dropped a frame (CRC, version, type, length)
 ERR_INVALID_OBSERVATION = 2  # NaN/inf or wrong length: no ACTION will answer it
@@ -62,6 +65,7 @@ class Observation:
     seq: int = 0
     terminal: bool = False
     repeat: bool = False
+    goal: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,8 @@ def encode_body(msg: Message) -> tuple[int, bytes]:
         if n > MAX_OBS_DIMS:
             raise ValueError(f"observation: at most {MAX_OBS_DIMS} values fit a frame, got {n}")
         flags = ((FLAG_EPISODE_END if msg.episode_end else 0) | (FLAG_RESET if msg.reset else 0)
-                 | (FLAG_TERMINAL if msg.terminal else 0) | (FLAG_REPEAT if msg.repeat else 0))
+                 | (FLAG_TERMINAL if msg.terminal else 0) | (FLAG_REPEAT if msg.repeat else 0)
+                 | (FLAG_GOAL if msg.goal else 0))
         return MSG_OBSERVATION, struct.pack(f"<H{n}ffB", n, *msg.observation, msg.reward, flags)
     if isinstance(msg, Action):
         return MSG_ACTION, struct.pack("<Hi", msg.ack_seq, msg.action)
@@ -206,7 +211,7 @@ def decode_payload(payload: bytes) -> Message:
             flags = values[-1]
             return Observation(tuple(values[:n]), values[n], bool(flags & FLAG_EPISODE_END),
                                bool(flags & FLAG_RESET), seq, bool(flags & FLAG_TERMINAL),
-                               bool(flags & FLAG_REPEAT))
+                               bool(flags & FLAG_REPEAT), bool(flags & FLAG_GOAL))
         if msg_type == MSG_ACTION:
             _exact(body, 6)
             ack, action = struct.unpack("<Hi", body)

@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "rlfm_agent_node = rlfm_edge_ros.agent_node:main",
             "rlfm_serial_bridge = rlfm_edge_ros.serial_bridge:main",
+            "rlfm_agent_ctl = rlfm_edge_ros.client:main",
         ],
     },
 )

@@ -2,17 +2,30 @@
 
 What a robot-side Python program, the tests and the latency benchmark all need. Not
 thread-safe: one thread calls its methods, which spin the client's own node while they wait.
+
+It is also ``rlfm_agent_ctl``, the command that does what the ``ros2`` CLI would where there is
+none (the PyPI wheels of rclpy come without it):
+
+    rlfm_agent_ctl up                       # configure, then activate
+    rlfm_agent_ctl state | configure | activate | deactivate | cleanup | shutdown
+    rlfm_agent_ctl save | load | reset      # the statistics services
+    rlfm_agent_ctl diagnostics              # the node's next /diagnostics, one key per line
+    rlfm_agent_ctl set mode:=greedy statistics.path:=/data/robot.npz
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from collections import deque
 
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import DescribeParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter as RclpyParameter
@@ -51,6 +64,8 @@ class AgentClient:
                                            f"{agent}/observation", reliable)
         self._reward_pub = n.create_publisher(Float32, f"{agent}/reward", reliable)
         self._end_pub = n.create_publisher(Bool, f"{agent}/episode_end", reliable)
+        self._terminal_pubs = {goal: n.create_publisher(Float32, f"{agent}/{topic}", reliable)
+                               for goal, topic in ((False, "terminal"), (True, "goal"))}
         n.create_subscription(Int32, f"{agent}/action",
                               lambda m: self.actions.append((time.perf_counter(), m.data)), 100)
         n.create_subscription(Float32MultiArray, f"{agent}/command",
@@ -59,11 +74,13 @@ class AgentClient:
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         for status in msg.status:
             if status.name.startswith(self.agent.rsplit("/", 1)[-1] + ":"):
                 self.diagnostics.append({kv.key: kv.value for kv in status.values}
                                         | {"_level": status.level[0] if isinstance(status.level, bytes)
-                                           else int(status.level), "_message": status.message})
+                                           else int(status.level), "_message": status.message,
+                                           "_stamp": stamp})
 
     # -- waiting ----------------------------------------------------------------------------
     def spin_until(self, predicate, timeout: float) -> bool:
@@ -110,6 +127,12 @@ class AgentClient:
     def trigger(self, service: str, timeout: float = 10.0) -> Trigger.Response:
         return self._call(Trigger, f"{self.agent}/{service}", Trigger.Request(), timeout)
 
+    def parameter_types(self, names: list[str], timeout: float = 10.0) -> list[int]:
+        """The declared type (rcl_interfaces ParameterType) of each parameter."""
+        res = self._call(DescribeParameters, f"{self.agent}/describe_parameters",
+                         DescribeParameters.Request(names=names), timeout)
+        return [d.type for d in res.descriptors]
+
     def set_parameters(self, timeout: float = 10.0, **values) -> list[tuple[bool, str]]:
         """Set each parameter; returns (successful, reason) per parameter."""
         req = SetParameters.Request(parameters=[RclpyParameter(name, value=value).to_parameter_msg()
@@ -130,6 +153,10 @@ class AgentClient:
     def publish_episode_end(self) -> None:
         self._end_pub.publish(Bool(data=True))
 
+    def publish_terminal(self, reward: float, goal: bool = False) -> None:
+        """End the episode in its absorbing state (``~/terminal``, or ``~/goal``), with the last reward."""
+        self._terminal_pubs[goal].publish(Float32(data=float(reward)))
+
     def step(self, observation, reward: float | None = None, timeout: float = 5.0) -> int | None:
         """Publish (reward, observation) and wait for the one action; None if none came."""
         if reward is not None:
@@ -141,12 +168,14 @@ class AgentClient:
         return self.actions[-1][1]
 
     def latest_diagnostics(self, predicate=lambda d: True, timeout: float = 5.0) -> dict | None:
-        """The first agent diagnostics received from now on that satisfies ``predicate``."""
+        """The first agent diagnostics published from now on that satisfies ``predicate`` (older
+        ones still queued, while this client was not spinning, are passed over)."""
         self.diagnostics.clear()
         found: list[dict] = []
+        since = self.node.get_clock().now().nanoseconds * 1e-9  # the node stamps with its clock
 
         def seen() -> bool:
-            found.extend(d for d in self.diagnostics if predicate(d))
+            found.extend(d for d in self.diagnostics if d["_stamp"] >= since and predicate(d))
             self.diagnostics.clear()
             return bool(found)
         return found[0] if self.spin_until(seen, timeout) else None
@@ -154,3 +183,73 @@ class AgentClient:
     def destroy(self) -> None:
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+COMMANDS = ("up", "state", *TRANSITIONS, "shutdown", "save", "load", "reset", "diagnostics", "set")
+
+
+def run_command(client: AgentClient, command: str, args: list[str], timeout: float) -> tuple[bool, str]:
+    """(success, what to print) for one ``rlfm_agent_ctl`` command."""
+    if command == "state":
+        return True, client.get_state(timeout)
+    if command == "up":
+        steps = (["configure"] if client.get_state(timeout) == "unconfigured" else []) + ["activate"]
+        for step in steps:
+            if not client.change_state(step, timeout):
+                return False, f"{step} failed (see the node's log or `rlfm_agent_ctl diagnostics`)"
+        return True, client.get_state(timeout)
+    if command in (*TRANSITIONS, "shutdown"):
+        ok = client.change_state(command, timeout)
+        return ok, (f"{command}: {'done' if ok else 'refused or failed'}; state "
+                    f"{client.get_state(timeout) if command != 'shutdown' or not ok else 'finalized'}")
+    if command in ("save", "load", "reset"):
+        response = client.trigger(f"{command}_statistics", timeout)
+        return response.success, response.message
+    if command == "diagnostics":
+        diag = client.latest_diagnostics(timeout=timeout)
+        if diag is None:
+            return False, f"no /diagnostics from {client.agent} in {timeout} s"
+        return True, "\n".join(f"{k}: {v}" for k, v in diag.items() if k != "_stamp")
+    values = {}
+    for item in args:
+        name, sep, text = item.partition(":=")
+        if not sep:
+            return False, f"set: expected NAME:=VALUE, got {item!r}"
+        value = yaml.safe_load(text)
+        values[name] = "null" if value is None else value  # rcl has no null: the string says it
+    for (name, value), ptype in zip(values.items(), client.parameter_types(list(values), timeout),
+                                    strict=True):
+        if ptype == ParameterType.PARAMETER_DOUBLE and type(value) is int:
+            values[name] = float(value)  # `temperature:=1` means 1.0
+    results = client.set_parameters(timeout, **values)
+    lines = [f"{name}: {'set' if ok else 'refused: ' + reason}" for name, (ok, reason) in
+             zip(values, results, strict=True)]
+    return all(ok for ok, _ in results), "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.context import Context
+
+    p = argparse.ArgumentParser(prog="rlfm_agent_ctl", description=__doc__.split("\n\n")[2])
+    p.add_argument("--agent", default="/rlfm_agent", help="the node's fully qualified name")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer")
+    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("values", nargs="*", metavar="NAME:=VALUE", help="for set")
+    args = p.parse_args(argv)
+    context = Context()
+    rclpy.init(args=[], context=context)  # NAME:=VALUE is not a ROS remapping
+    client = AgentClient(context, agent=args.agent, name="rlfm_agent_ctl")
+    try:
+        ok, text = run_command(client, args.command, args.values, args.timeout)
+    except TimeoutError as exc:
+        ok, text = False, f"{exc}: is {args.agent} running (rlfm_agent_node), in this ROS_DOMAIN_ID?"
+    finally:
+        client.destroy()
+        rclpy.shutdown(context=context)
+    print(text, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

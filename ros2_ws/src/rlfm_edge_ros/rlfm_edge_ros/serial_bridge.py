@@ -1,19 +1,21 @@
 """rlfm_serial_bridge: a microcontroller robot's serial link, as the rlfm_agent node's topics.
 
-For robots that speak the rlfm-edge serial protocol (README, "Serial protocol") and want the
-agent inside a ROS 2 graph (so it is managed, logged, and shares /diagnostics). Each
-OBSERVATION frame becomes ``~/reward`` (unless it starts an episode) then ``~/observation`` on
-the agent; the agent's ``~/action`` goes back as the ACTION frame answering it. An
-EPISODE_END frame is answered with action -1 and followed by ``~/episode_end`` once the agent
-has answered it; RESET ends an episode in progress first; a REPEAT of the observation last
-answered gets the same action again without reaching the agent; an observation that is not
-``observation_dim`` finite values gets an ERROR frame. ``rlfm-edge serve`` does the same
-without ROS. One thread: the serial port is polled from a timer of the same executor.
+For robots that speak the rlfm-edge serial protocol (docs/serial-protocol.md) and want the
+agent inside a ROS 2 graph (so it is managed, logged, and shares /diagnostics). The frames are
+read by the serial-session rules `rlfm-edge serve` uses (``rlfm_edge.serial.session``): an
+OBSERVATION becomes ``~/reward`` (unless it starts an episode) then ``~/observation`` on the
+agent, and the agent's ``~/action`` goes back as the ACTION frame answering it. An EPISODE_END
+frame at a time limit is answered with action -1 and followed by ``~/episode_end`` once the
+agent has answered it; with TERMINAL it becomes ``~/terminal`` (``~/goal`` with GOAL) carrying
+the last reward, answered with -1 at once. RESET ends an episode in progress first (an
+``~/episode_end``); a REPEAT of the observation last answered gets the same action again
+without reaching the agent, and one of the observation the agent is still answering is
+answered when that answer comes; an observation that is not ``observation_dim`` finite values
+gets an ERROR frame. One thread: the serial port is polled from a timer of the same executor.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import rclpy
@@ -25,10 +27,9 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, Int32
 from rlfm_edge.serial import Action, Error, Observation
 from rlfm_edge.serial.link import SerialLink
 from rlfm_edge.serial.protocol import ERR_INVALID_OBSERVATION
+from rlfm_edge.serial.session import NO_ACTION, SerialSession, Turn, invalid_observation
 from rlfm_edge_ros.executor import spin
 from rlfm_edge_ros.parameters import descriptor
-
-NO_ACTION = -1  # the answer to an EPISODE_END observation, as `rlfm-edge serve` sends
 
 # name -> (default, description, range (lo, hi) or None)
 PARAMETERS: dict[str, tuple] = {
@@ -57,11 +58,11 @@ class SerialBridge(Node):
         self._obs_pub = self.create_publisher(Float32MultiArray, f"{agent}/observation", reliable)
         self._reward_pub = self.create_publisher(Float32, f"{agent}/reward", reliable)
         self._end_pub = self.create_publisher(Bool, f"{agent}/episode_end", reliable)
+        self._terminal_pubs = {kind: self.create_publisher(Float32, f"{agent}/{topic}", reliable)
+                               for kind, topic in ((None, "terminal"), ("goal", "goal"))}
         self.create_subscription(Int32, f"{agent}/action", self._on_action, reliable)
-        self._waiting: deque[tuple[int, bool]] = deque()  # (seq, episode_end) sent to the agent
-        self._in_episode = False
-        self._last_key: tuple | None = None
-        self._last_action = NO_ACTION
+        self._session = SerialSession()
+        self._waiting: deque[list] = deque()  # [seq, turn] sent to the agent, oldest first
         self.create_timer(p["poll_period_s"], self._poll)
 
     def _poll(self) -> None:
@@ -77,31 +78,40 @@ class SerialBridge(Node):
                 self.get_logger().warning(f"robot error {msg.code} on frame {msg.ref_seq}: {msg.text}")
 
     def _on_observation(self, msg: Observation) -> None:
-        key = (msg.observation, msg.reward, msg.episode_end, msg.terminal, msg.reset)
-        if msg.repeat and key == self._last_key and not self._waiting:
-            self._link.send(Action(ack_seq=msg.seq, action=self._last_action))
+        turn = self._session.turn(msg)
+        if turn.repeat_action is not None:
+            self._link.send(Action(ack_seq=msg.seq, action=turn.repeat_action))
             return
-        if len(msg.observation) != self._dim or not all(map(math.isfinite, msg.observation)):
-            self._link.send(Error(ERR_INVALID_OBSERVATION, msg.seq,
-                                  f"expected {self._dim} finite values"))
+        if turn.awaited:
+            self._waiting[-1][0] = msg.seq  # the agent is still answering it: answer this copy
             return
-        if msg.reset and self._in_episode:
+        reason = invalid_observation(turn.observation, self._dim)
+        if reason is not None:
+            self._session.refused(turn)
+            self._link.send(Error(ERR_INVALID_OBSERVATION, msg.seq, reason))
+            return
+        if turn.cut:
             self._end_pub.publish(Bool(data=True))
-        if self._in_episode and not msg.reset:
-            self._reward_pub.publish(Float32(data=float(msg.reward)))
-        self._in_episode = not msg.episode_end
-        self._last_key = key
-        self._waiting.append((msg.seq, msg.episode_end))
-        self._obs_pub.publish(Float32MultiArray(data=list(msg.observation)))
+        if turn.end == "terminal":  # the absorbing state replaces the final observation
+            self._terminal_pubs[turn.kind].publish(Float32(data=float(turn.reward or 0.0)))
+            self._answer(msg.seq, turn, NO_ACTION)
+            return
+        if turn.reward is not None:
+            self._reward_pub.publish(Float32(data=float(turn.reward)))
+        self._waiting.append([msg.seq, turn])
+        self._obs_pub.publish(Float32MultiArray(data=list(turn.observation)))
 
     def _on_action(self, msg: Int32) -> None:
         if not self._waiting:
             return  # an answer to someone else's observation
-        seq, episode_end = self._waiting.popleft()
-        self._last_action = NO_ACTION if episode_end else int(msg.data)
-        self._link.send(Action(ack_seq=seq, action=self._last_action))
-        if episode_end:  # after the agent answered the final observation, not before
+        seq, turn = self._waiting.popleft()
+        self._answer(seq, turn, int(msg.data) if turn.end is None else NO_ACTION)
+        if turn.end is not None:  # after the agent answered the final observation, not before
             self._end_pub.publish(Bool(data=True))
+
+    def _answer(self, seq: int, turn: Turn, action: int) -> None:
+        self._link.send(Action(ack_seq=seq, action=action))
+        self._session.answered(turn, action)
 
     def close(self) -> None:
         self._link.close()
