@@ -87,7 +87,8 @@ class SessionEngine:
     def __init__(self, model, max_states: int, max_actions: int, max_successors: int) -> None:
         from rlfm_edge.inference.onnx_backend import inference_session
 
-        self.session = inference_session(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        self.session = inference_session(model.SerializeToString(), "int8",
+                                         providers=["CPUExecutionProvider"])
         self.max_states, self.max_actions, self.max_successors = max_states, max_actions, max_successors
 
     def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -4,7 +4,10 @@ A refresh is one ``engine.policy(stats, horizon)`` call: what the robot waits fo
 split into features (``build_features`` then ``pad_features``: the statistics' graph and
 the plan features' H-step backward induction, on the CPU for every backend) and the model
 alone (padded inputs ready, copies in and out included), each timed in turn with the whole
-call, call by call, so that a slow spell of a shared machine hits every column alike.
+call, call by call, so that a slow spell of a shared machine hits every column alike. The
+whole call's CPU time in the calling thread is reported too: with one intra-op thread the
+CPU backends compute there, and it counts what the call did rather than how long other
+processes held the core.
 
 The model's matrix products are counted (torch's FlopCounterMode on the dense twin, a
 multiply-add = 2 FLOP) and set against the machine's own fp32 GEMM rate with the same
@@ -20,6 +23,7 @@ import json
 import os
 import resource
 import shlex
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +161,13 @@ def run_latency(model, backends, precisions, states, actions: int, horizon: int,
                                  f"Smax={engine.max_states}, Amax={engine.max_actions}")
                     continue
                 stats = refresh_stats(np.random.default_rng(seed), n_states, actions)
-                fns = {"refresh_ms": lambda e=engine, s=stats: e.policy(s, horizon),
+                cpu: list[float] = []
+
+                def refresh(e=engine, s=stats, cpu=cpu):
+                    start = time.thread_time()
+                    e.policy(s, horizon)
+                    cpu.append(1e3 * (time.thread_time() - start))
+                fns = {"refresh_ms": refresh,
                        "features_ms": lambda e=engine, s=stats: _padded(e, s, horizon)}
                 if model_fn := _model_only(engine, stats, horizon):
                     fns["model_ms"] = model_fn
@@ -165,7 +175,7 @@ def run_latency(model, backends, precisions, states, actions: int, horizon: int,
                 times = time_interleaved_ms(fns, repeats, warmup)
                 rows.append({"backend": backend, "precision": precision, "S": n_states, "A": actions,
                              "H": horizon, "cpu": _on_cpu(engine), "model_ms": None, **times,
-                             "peak_rss_mb": _peak_rss_mb()})
+                             "refresh_cpu_ms": np.array(cpu[warmup:]), "peak_rss_mb": _peak_rss_mb()})
     return rows, notes
 
 
@@ -183,6 +193,7 @@ def summarize(rows: list[dict], mflop: dict[int, float]) -> list[dict]:
             "refresh_median_ms": float(np.median(r["refresh_ms"])),
             "refresh_p99_ms": float(np.percentile(r["refresh_ms"], 99)),
             "refresh_max_ms": float(np.max(r["refresh_ms"])),
+            "refresh_cpu_median_ms": float(np.median(r["refresh_cpu_ms"])),
             "features_median_ms": float(np.median(r["features_ms"])),
             "model_median_ms": model, "model_mflop": flop, "model_gflops": rate,
             "gemm_gflops": gemm, "gemm_share": rate / peak if rate is not None else None,
@@ -195,13 +206,15 @@ def _fmt(value, digits: int = 2, suffix: str = "") -> str:
 
 
 def latency_table(summary: list[dict]) -> str:
-    header = ["backend", "precision", "S x A", "refresh median (ms)", "p99", "max", "features median (ms)",
+    header = ["backend", "precision", "S x A", "refresh median (ms)", "p99", "max", "refresh CPU median (ms)",
+              "features median (ms)",
               "model median (ms)", "model MFLOP", "model GFLOP/s", "share of GEMM rate", "peak RSS (MB)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in summary:
         share = None if r["gemm_share"] is None else 100 * r["gemm_share"]
         cells = [r["backend"], r["precision"], f"{r['S']} x {r['A']}", _fmt(r["refresh_median_ms"]),
-                 _fmt(r["refresh_p99_ms"]), _fmt(r["refresh_max_ms"]), _fmt(r["features_median_ms"]),
+                 _fmt(r["refresh_p99_ms"]), _fmt(r["refresh_max_ms"]), _fmt(r["refresh_cpu_median_ms"]),
+                 _fmt(r["features_median_ms"]),
                  _fmt(r["model_median_ms"]), _fmt(r["model_mflop"], 1), _fmt(r["model_gflops"], 1),
                  _fmt(share, 1, "%"), f"{r['peak_rss_mb']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -9,7 +9,6 @@ policy is the baseline. Writes learning_curve.png and summary.json to --out.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import platform
@@ -144,11 +143,6 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=positive(int), default=40)
     add_engine_options(p)
-    # On a CPU host torch refreshes the policy 3-5x faster than ONNX Runtime's graph, which
-    # is padded to 256 states (BENCHMARKS.md, policy refresh latency), and a fresher policy
-    # is what learning within 40 episodes needs; `auto` is for robots (GIL-free inference).
-    if importlib.util.find_spec("torch") is not None:
-        p.set_defaults(backend="torch")
     p.add_argument("--out", default="results/demo", help="folder for the plot and summary.json")
     p.add_argument("--rate", type=positive(float), default=200.0, help="robot control rate, Hz")
     p.add_argument("--max-steps", type=positive(int), default=200, help="episode length cap")

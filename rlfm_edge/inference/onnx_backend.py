@@ -101,9 +101,12 @@ def _check_input_shapes(path: Path, shapes: dict[str, list], spec: dict) -> None
                 f"sizes there); {remake_hint(path.parent, path.name)}")
 
 
-# ONNX Runtime fusions whose fused CPU kernel runs slower on this model's short rows
-# (hidden width 32) than the nodes it replaces, measured against the unfused graph.
-SLOWER_FUSIONS = ("SkipLayerNormFusion", "BiasGeluFusion")
+# ONNX Runtime fusions that make this model slower on the CPU, measured against the graph
+# without them: the fused SkipLayerNorm and BiasGelu kernels are slower on its short rows
+# (hidden width 32), and in a Q/DQ model MatMul+Add fusion runs before the Q/DQ fusions,
+# leaving quantized MatMuls to run in float between Quantize and Dequantize nodes.
+SLOWER_FUSIONS = {"fp32": ("SkipLayerNormFusion", "BiasGeluFusion"),
+                  "int8": ("SkipLayerNormFusion", "BiasGeluFusion", "MatMulAddFusion")}
 
 
 def session_options(threads: int | None = None):
@@ -124,13 +127,15 @@ def session_options(threads: int | None = None):
     return so
 
 
-def inference_session(model: str | bytes, threads: int | None = None, providers: list[str] | None = None):
-    """An ONNX Runtime session of ``model`` (a path or serialized bytes) with this project's
-    CPU settings (``session_options``) and without the fusions in SLOWER_FUSIONS."""
+def inference_session(model: str | bytes, precision: str = "fp32", threads: int | None = None,
+                      providers: list[str] | None = None):
+    """An ONNX Runtime session of ``model`` (a path or serialized bytes, float or Q/DQ as
+    ``precision`` says) with this project's CPU settings (``session_options``) and without
+    the fusions SLOWER_FUSIONS lists for it."""
     import onnxruntime as ort
 
     return ort.InferenceSession(model, session_options(threads), providers=providers or default_providers(),
-                                disabled_optimizers=list(SLOWER_FUSIONS))
+                                disabled_optimizers=list(SLOWER_FUSIONS[precision]))
 
 
 def default_providers() -> list[str]:
@@ -160,7 +165,7 @@ class OnnxRuntimeEngine(PolicyEngine):
         self.providers = list(providers) if providers else default_providers()
         retain_freed_memory()  # the padded feature arrays are re-allocated on every refresh
         try:
-            self.session = inference_session(str(self.path), threads, self.providers)
+            self.session = inference_session(str(self.path), precision, threads, self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises several private types
             raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({exc}); "
                                  f"{remake_hint(self.model_dir, self.path.name)}") from None
