@@ -61,6 +61,7 @@ def _refreshes(old_dir: Path, n_states: int, n_actions: int, horizon: int):
     twins = {"old": old_dense.DenseGAT(net).eval(), "new": DenseGAT(net).eval()}
     stats = refresh_stats(np.random.default_rng(0), n_states, n_actions)
     k = net.config.max_successors
+    base = new_features.base_features(stats, horizon, k)
 
     def old_ort():
         g = old_features.build_features(stats, horizon, k)
@@ -83,6 +84,8 @@ def _refreshes(old_dir: Path, n_states: int, n_actions: int, horizon: int):
         "torch fp32, new": torch_refresh("new", new_features),
         "features, old": lambda: old_features.build_features(stats, horizon, k),
         "features, new": lambda: new_features.build_features(stats, horizon, k),
+        "plan features, old": lambda: old_features.plan_features(base, horizon),
+        "plan features, new": lambda: new_features.plan_features(base, horizon),
     }
 
 
@@ -115,7 +118,7 @@ def main() -> int:
                     if i >= 3:
                         wall[name].append(time.perf_counter() - t)
                         cpu[name].append(time.thread_time() - c)
-            for what in ("onnxruntime fp32", "torch fp32", "features"):
+            for what in ("onnxruntime fp32", "torch fp32", "features", "plan features"):
                 old, new = f"{what}, old", f"{what}, new"
                 o, n = (1e3 * np.median(wall[x]) for x in (old, new))
                 oc, nc = (1e3 * np.median(cpu[x]) for x in (old, new))
@@ -123,7 +126,8 @@ def main() -> int:
                              f"{n:.2f} / {nc:.2f} | {nc / oc:.2f} |")
     note = (f"{args.repeats} calls of each, in turn, one thread, H = {args.horizon}; old = `{args.old_ref}` "
             f"(ONNX Runtime padded to its export's 256 x 8, torch to S x 8), new = this checkout (both at "
-            f"S x A). \"features\" is build_features alone. 1-min load average at the end: "
+            f"S x A). \"features\" is build_features alone, \"plan features\" the H-step backward "
+            f"induction alone (plan_features). 1-min load average at the end: "
             f"{os.getloadavg()[0]:.1f}.")
     body = "\n".join([*lines, "", note])
     print_and_record(body, args.record, "Policy refresh: this layout against the one before (alternating)",

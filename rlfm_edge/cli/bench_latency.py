@@ -11,9 +11,9 @@ processes held the core.
 
 The model's matrix products are counted (torch's FlopCounterMode on the dense twin, a
 multiply-add = 2 FLOP) and set against the machine's own fp32 GEMM rate with the same
-thread count, timed call by call beside the refreshes (a square product and one of the
-model's own shape): the share says how far the model is from what its arithmetic alone
-would cost.
+thread count, timed right after each row (a square product and one of the model's own
+shape; not between the calls, where their megabytes would evict the refresh's data from
+the caches): the share says how far the model is from what its arithmetic alone would cost.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ def gemm_calls(threads: int) -> dict[str, object]:
     return calls
 
 
-def gemm_gflops(row: dict) -> dict[str, float]:
-    """The GEMM rates (GFLOP/s) a row's interleaved products reached, median call."""
-    return {name: 2 * m * k * n / np.median(row[f"gemm {name}"]) / 1e6
-            for name, (m, k, n) in GEMM_SHAPES.items()}
+def gemm_gflops(threads: int, repeats: int) -> dict[str, float]:
+    """The fp32 GEMM rates (GFLOP/s) of GEMM_SHAPES here and now, median of ``repeats`` calls."""
+    times = time_interleaved_ms(gemm_calls(threads), repeats, warmup=2)
+    return {name: 2 * m * k * n / np.median(times[name]) / 1e6 for name, (m, k, n) in GEMM_SHAPES.items()}
 
 
 def _cpu_torch_dense(model):
@@ -171,8 +171,8 @@ def run_latency(model, backends, precisions, states, actions: int, horizon: int,
                        "features_ms": lambda e=engine, s=stats: _padded(e, s, horizon)}
                 if model_fn := _model_only(engine, stats, horizon):
                     fns["model_ms"] = model_fn
-                fns |= {f"gemm {name}": call for name, call in gemm_calls(threads).items()}
                 times = time_interleaved_ms(fns, repeats, warmup)
+                times["gemm_gflops"] = gemm_gflops(threads, max(5, repeats // 10))
                 rows.append({"backend": backend, "precision": precision, "S": n_states, "A": actions,
                              "H": horizon, "cpu": _on_cpu(engine), "model_ms": None, **times,
                              "refresh_cpu_ms": np.array(cpu[warmup:]), "peak_rss_mb": _peak_rss_mb()})
@@ -184,7 +184,7 @@ def summarize(rows: list[dict], mflop: dict[int, float]) -> list[dict]:
     the best GEMM rate the machine reached beside it."""
     out = []
     for r in rows:
-        gemm = gemm_gflops(r)
+        gemm = r["gemm_gflops"]
         peak = max(gemm.values())
         model = float(np.median(r["model_ms"])) if r["model_ms"] is not None else None
         flop = mflop.get(r["S"]) if r["cpu"] else None
@@ -222,8 +222,8 @@ def latency_table(summary: list[dict]) -> str:
 
 
 def plot_latency(rows: list[dict], path: Path) -> Path:
-    """Left: median refresh, features and model time against S per configuration; right:
-    the distribution of refresh times at the largest S."""
+    """Left: median refresh (wall and thread CPU), features and model time against S per
+    configuration; right: the distribution of refresh times at the largest S."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,6 +238,8 @@ def plot_latency(rows: list[dict], path: Path) -> Path:
         label = "/".join(config)
         by_size.plot(sizes, [np.median(r["refresh_ms"]) for r in chosen], "o-", color=color,
                      label=f"{label} refresh")
+        by_size.plot(sizes, [np.median(r["refresh_cpu_ms"]) for r in chosen], "o:", color=color, alpha=0.7,
+                     label=f"{label} refresh, thread CPU")
         if all(r["model_ms"] is not None for r in chosen):
             by_size.plot(sizes, [np.median(r["model_ms"]) for r in chosen], "s--", color=color, alpha=0.7,
                          label=f"{label} model")
@@ -299,8 +301,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     rates = ", ".join(f"{name} {min(v):.0f}-{max(v):.0f}" for name, v in rates.items())
     body = (f"{table}\n{args.repeats} calls per row after {args.warmup} warm-up calls, A = {args.actions}, "
             f"H = {args.horizon}, on {machine}. The machine's fp32 GEMM rate with the same threads, timed "
-            f"call by call beside each row (GFLOP/s, range over rows): {rates}; the share is the model's "
-            f"rate over the better of the two in its row. Peak RSS is the process's, cumulative over rows. "
+            f"right after each row (GFLOP/s, range over rows): {rates}; the share is the model's rate over "
+            f"the better of the two in its row. Peak RSS is the process's, cumulative over rows. "
             + " ".join(notes) + f"\nPlot: `{png}`.")
     print(body)
     command = ["rlfm-edge", "bench", "latency", "--backends", ",".join(backends),
