@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -51,9 +52,10 @@ def soak(args) -> dict:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rlfm-soak-"))
     work.mkdir(parents=True, exist_ok=True)
-    stats_path, log_path = work / "stats.npz", work / "run.mcap"
-    for p in (stats_path, stats_path.with_name("stats.npz.prev"), log_path):
+    stats_path, log_path = work / "stats.npz", work / "logs"
+    for p in (stats_path, stats_path.with_name("stats.npz.prev")):
         p.unlink(missing_ok=True)
+    shutil.rmtree(log_path, ignore_errors=True)
     config = RobotConfig.from_dict({
         **CARTPOLE_CONFIG, "control_period_s": 1.0 / args.rate,
         "statistics": {"path": str(stats_path), "save_every_s": args.save_every_s},

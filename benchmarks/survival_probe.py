@@ -6,7 +6,7 @@ their risk of failing (balancing a pole, not falling). The prior's own "survival
 random nearby states and start anywhere, so they test whether the model learned the shape
 in general rather than that family. Seeds 9 x 10^7 + k.
 
-    python benchmarks/survival_probe.py --mdps 64 --compare runs/v3_model --record
+    python benchmarks/survival_probe.py --mdps 64 --compare runs/other/model --record
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ def prior_features(n: int, seed: int, max_states: int, max_actions: int,
     return [with_plan_features(g, info["H"]) for g, _, info in examples]
 
 
-def log_features(path: str | Path, max_successors: int) -> list[GraphFeatures]:
-    """Features of growing prefixes of a recorded robot log (rlfm-edge MCAP)."""
+def log_features(path, max_successors: int) -> list[GraphFeatures]:
+    """Features of growing prefixes of a recorded robot log (an rlfm-edge MCAP file, a folder
+    of its segments, or several of either)."""
     from rlfm_edge.logs import read_info, read_steps
 
     info = read_info(path)

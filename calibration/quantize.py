@@ -8,8 +8,8 @@ columns that way: their inputs are probabilities) and those of two activations (
 sums: attention weights and P̂ times the gathered state rows), the layers reading the raw features
 (graph inputs, reshaped or not), whose columns (log counts, probabilities, flags) share no
 scale, and the policy head (its last three MatMuls, whose output is the logits themselves:
-on prior statistics, keeping it in float raised greedy agreement from 94.3% to 96.0%,
-benchmarks/int8_agreement.py --seed 1234). Scales
+keeping it in float raised greedy agreement on prior statistics, measured with
+benchmarks/int8_agreement.py; docs/history/benchmarks.md has the figures). Scales
 are symmetric (zero point 0), the only form TensorRT accepts. Each quantized input gets
 its own Q/DQ pair and MatMul outputs are not quantized, so residual sums and LayerNorm see
 float values. Per-tensor weight scales gave better greedy-action agreement than

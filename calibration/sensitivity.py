@@ -7,10 +7,10 @@ Q/DQ pair bypassed, the weight's float initializer restored from the FP32 model)
 candidate needs a recalibration (min-max ranges are measured on the float graph). It is
 not what ``quantize_int8`` writes with those nodes excluded: ONNX Runtime's quantizer
 replaces a weight shared with a node it does quantize by its quantized copy for every
-consumer, so an excluded node can still read INT8 weights (24 excluded nodes of the
-shipped model: 4 kept INT8 weights, 96.1% agreement against 98.1% for the same nodes
-dequantized here). ``keep_float`` is that remedy for `rlfm-edge calibrate --keep-float K`:
-the K most sensitive nodes dequantized this way, the bypassed Q/DQ pairs dropped.
+consumer, so an excluded node can still read INT8 weights, and agrees less with FP32 than
+the same nodes dequantized here (docs/history/benchmarks.md has the figures). ``keep_float``
+is that remedy for `rlfm-edge calibrate --keep-float K`: the K most sensitive nodes
+dequantized this way, the bypassed Q/DQ pairs dropped.
 """
 
 from __future__ import annotations

@@ -221,6 +221,23 @@ def _number(where: str, value) -> float:
         raise ValueError(f"{where}: {value} is too large for a float") from None
 
 
+def largest_bins(n_dims: int, max_states: int) -> list[int]:
+    """Bins per dimension giving the most states within ``max_states``, as even as possible:
+    the same count everywhere, then one more in the first dimensions while the product fits
+    (4 dimensions within 255 states: [4, 4, 4, 3])."""
+    if n_dims < 1 or max_states < 2 ** n_dims:
+        raise ValueError(f"{n_dims} dimensions need at least {2 ** n_dims} states for two bins "
+                         f"each; the limit is {max_states}")
+    per_dim = 2
+    while (per_dim + 1) ** n_dims <= max_states:
+        per_dim += 1
+    bins = [per_dim] * n_dims
+    for i in range(n_dims):
+        if math.prod(bins) // per_dim * (per_dim + 1) <= max_states:
+            bins[i] += 1
+    return bins
+
+
 def _bins_per_dim(bins, n: int) -> list:
     if isinstance(bins, (list, tuple, np.ndarray)):
         if len(bins) != n:

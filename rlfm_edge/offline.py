@@ -29,8 +29,8 @@ pessimistic method that values several actions at 0 falls back on the data's beh
   the plain Hoeffding width (H - h) sqrt(L / 2N) is c = 0.71), delta = 0.1, no
   splitting (``split=False``; ``split=True`` uses fold h, a random 1/H of the
   transitions, for step h, and needs raw transitions, not CountStats). c = 0.3 was
-  measured on Garnet(10, 3, 3) and RiverSwim with data from a 90 % optimal / 10 %
-  uniform behaviour (on Garnets it beats VI; c = 0.1 to 0.7 are within 1 %) and on
+  chosen on Garnet(10, 3, 3) and RiverSwim with data from a 90 % optimal / 10 %
+  uniform behaviour (on Garnets it beats VI, and c from 0.1 to 0.7 do about as well) and on
   uniform data (larger c ranks actions more by their counts and loses to VI there,
   except where rarely visited states look lucky).
 * ``"vi_lcb_paper"`` -- the same with the paper's constants and data splitting (see

@@ -134,7 +134,8 @@ class SimRobot:
 
     def __init__(self, link_path: str | os.PathLike, env_id: str = "CartPole-v1",
                  rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
-                 faults: Faults | None = None, idle_timeout_s: float = 30.0) -> None:
+                 faults: Faults | None = None, idle_timeout_s: float = 30.0,
+                 trace: str | os.PathLike | None = None) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected > 0, got {rate_hz}")
         self.env = gym.make(env_id, max_episode_steps=max_episode_steps)
@@ -150,6 +151,8 @@ class SimRobot:
         self._decoder = FrameDecoder()
         self._seq = 0
         self._episode_seed = seed
+        self.trace_path = None if trace is None else Path(trace)
+        self._trace: list[int] = []  # time.time_ns() of every ACTION accepted, for --trace
 
     def _fault(self, name: str) -> bool:
         every = getattr(self.faults, f"{name}_every")
@@ -187,6 +190,8 @@ class SimRobot:
                         self.counters.stale_actions += 1
                     elif not self._fault("drop_action"):
                         self._last_heard = time.monotonic()
+                        if self.trace_path is not None:
+                            self._trace.append(time.time_ns())
                         return msg.action
                 elif isinstance(msg, Error) and msg.ref_seq == seq:
                     self.counters.errors_received += 1
@@ -248,6 +253,8 @@ class SimRobot:
                     next_tick = now
         finally:
             self.port.close()
+            if self.trace_path is not None:
+                self.trace_path.write_text("".join(f"{t}\n" for t in self._trace))
         return c
 
     def _unplug(self) -> None:
@@ -262,8 +269,10 @@ class SimRobot:
 def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLike | None = None,
           rate_hz: float = 100.0, max_episode_steps: int = 200, seed: int = 0,
           faults: Faults | None = None, env_id: str = "CartPole-v1",
-          wait_s: float = 20.0) -> subprocess.Popen:
-    """Start the robot in its own process; returns once its port exists."""
+          wait_s: float = 20.0, trace: str | os.PathLike | None = None) -> subprocess.Popen:
+    """Start the robot in its own process; returns once its port exists. ``trace``: a file
+    that gets the time.time_ns() of every ACTION the robot accepted, one per line, when it
+    stops (at its episode count, when the host is silent too long, or on SIGINT)."""
     link_path = Path(link_path)
     with contextlib.suppress(FileNotFoundError):
         link_path.unlink()
@@ -272,6 +281,8 @@ def spawn(link_path: str | os.PathLike, episodes: int, summary: str | os.PathLik
            str(max_episode_steps), "--seed", str(seed), "--env", env_id]
     if summary is not None:
         cmd += ["--summary", str(summary)]
+    if trace is not None:
+        cmd += ["--trace", str(trace)]
     for name, value in asdict(faults or Faults()).items():
         if value:
             cmd += [f"--{name.replace('_', '-')}", str(value)]
@@ -345,11 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=200, help="episode length cap")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--summary", default=None, help="write the robot's counters here (JSON)")
+    p.add_argument("--trace", default=None,
+                   help="write the time (ns) of every ACTION accepted here, one per line")
     for name, f in Faults.__dataclass_fields__.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = p.parse_args(argv)
     faults = Faults(**{name: getattr(args, name) for name in Faults.__dataclass_fields__})
-    robot = SimRobot(args.link, args.env, args.rate, args.max_steps, args.seed, faults)
+    robot = SimRobot(args.link, args.env, args.rate, args.max_steps, args.seed, faults,
+                     trace=args.trace)
     try:
         counters = robot.run(args.episodes)
     except KeyboardInterrupt:

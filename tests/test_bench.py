@@ -402,3 +402,18 @@ def test_the_offline_table_counts_cells_against_each_vi_lcb_that_ran():
     assert "| rlfm | vi_lcb | 0 / 1 | 0% |" in table
     assert "| rlfm | vi_lcb_paper | 1 / 1 | 100% |" in table
     assert "| vi_lcb | vi_lcb_paper | 1 / 1 | 100% |" in table
+
+
+def test_record_section_replaces_a_section_filed_under_a_question_in_place(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Learning online\n\nWhat it asks.\n\n### Online A\n\n"
+                    "```\nold command\n# a shell comment, not a heading\n```\n\nold table\n\n"
+                    "### Online B\n\ntable B\n\n## Reliability\n\n### Soak\n\nsoak table\n")
+    record_section(path, "Online A", "rlfm-edge bench online --x 2", "new table")
+    record_section(path, "Soak", "python benchmarks/soak.py", "new soak table")
+    text = path.read_text()
+    assert "old table" not in text and "old command" not in text and "shell comment" not in text
+    assert text.count("### Online A") == 1 and "## Online A" not in text.replace("### Online A", "")
+    assert text.index("## Learning online") < text.index("### Online A") < text.index("new table") \
+        < text.index("### Online B") < text.index("## Reliability") < text.index("new soak table")
+    assert "table B" in text and "What it asks." in text and text.rstrip().endswith("new soak table")

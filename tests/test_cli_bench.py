@@ -114,3 +114,36 @@ def test_info_json_says_why_each_unavailable_thing_is_unavailable(capsys):
         assert (lib["version"] is None) != (lib["unavailable"] is None)
     assert all(isinstance(why, str) and why for why in info["agents"]["unavailable"].values())
     assert "riverswim" in info["envs"]["names"]
+
+
+def test_bench_online_runs_the_package_model_by_default(tmp_path, capsys):
+    rc = run(["bench", "online", "--envs", "riverswim", "--episodes", "2", "--seeds", "1",
+              "--out", str(tmp_path), "--workers", "1", "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    for agent in ("rlfm", "ucbvi", "qlearning", "psrl", "random"):
+        assert f"| riverswim | {agent} |" in printed
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["agents"][0] == "rlfm"
+
+
+def test_bench_takes_benchmark_parameters_after_the_name(tmp_path, capsys):
+    rc = run(["bench", "online", "--envs", "deepsea:size=4,garnet:n_states=5,seed=3,chain",
+              "--agents", "random", "--episodes", "2", "--seeds", "1", "--out", str(tmp_path),
+              "--workers", "1", "--no-progress"])
+    assert rc == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["envs"] == ["deepsea:size=4", "garnet:n_states=5,seed=3", "chain"]
+    assert results["envs"]["deepsea:size=4"]["n_states"] == 4 * 4 + 1  # N x N and the absorbing state
+    assert results["envs"]["garnet:n_states=5,seed=3"]["n_states"] == 5
+    assert "| deepsea:size=4 | random |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("envs", "message"), [
+    ("deepsea:sise=20", "envs: 'deepsea:sise=20': deepsea: unknown argument(s) sise"),
+    ("deepsea:size", "envs: 'deepsea:size': expected NAME:KEY=VALUE"),
+    ("size=20,deepsea", "'size=20' is a parameter without an environment before it"),
+    ("deepsea:size=0", "envs: 'deepsea:size=0'"),
+])
+def test_bad_benchmark_parameters_are_refused_naming_the_spec(envs, message, tmp_path, capsys):
+    assert run(["bench", "offline", "--envs", envs, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err

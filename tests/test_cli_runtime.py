@@ -44,7 +44,7 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"horizon": "long"}, "horizon: expected an integer"),
     ({"mode": "best"}, "mode: expected 'sample' or 'greedy'"),
     ({"safe_action": 2}, r"safe_action: expected null or an integer in \[0, 2\)"),
-    ({"terminal_state": "yes"}, "terminal_state: expected true or false"),
+    ({"terminal_state": "yes"}, "terminal_state: expected false, true, .failure., .goal. or .both."),
     ({"temperature": -1}, "temperature: expected a number > 0"),
     ({"anneal_visits": 0}, "anneal_visits: expected a number > 0"),
     ({"refresh_niceness": -1}, "refresh_niceness: expected an integer >= 0"),
@@ -52,6 +52,8 @@ def test_example_robot_config_is_the_one_the_demo_simulates():
     ({"statistics": {"path": "s.npz", "every": 3}}, r"statistics: unknown field\(s\) \['every'\]"),
     ({"statistics": {"save_every_s": 3}}, "statistics: expected a mapping with 'path'"),
     ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
+    ({"version": True}, "version: expected 1, got True"),
+    ({"log": 3}, "log: expected a file path, got 3"),
     ({"discretizer": {"dimensions": [{"low": 1, "high": 0, "bins": 2}]}},
      r"discretizer: dimensions\[0\]: expected finite low < high"),
 ])
@@ -134,6 +136,56 @@ def test_calibrate_bins_refuses_more_states_than_the_model_serves(tmp_path, caps
     rc = run(["calibrate-bins", str(tmp_path / "run.mcap"), "--bins", "20",
               "--max-states", "256", "--out", str(tmp_path / "d.yaml")])
     assert rc == 2 and "400 states" in capsys.readouterr().err
+    assert not (tmp_path / "d.yaml").exists()
+
+
+def _write_cartpole_like_log(path, terminal: int):
+    """Four observation values, as CartPole's, recorded by an agent with 0, 1 or 2 terminal states."""
+    rng = np.random.default_rng(1)
+    disc = Discretizer.uniform([-1.0] * 4, [1.0] * 4, 3, names=["x", "v", "theta", "omega"])
+    with TransitionLogger(path, disc.n_states + terminal, 2, horizon=40,
+                          discretizer_yaml=yaml.safe_dump(disc.to_config())) as lg:
+        for t in range(300):
+            obs = rng.normal(0.0, 0.5, 4)
+            lg.write(0, t, obs, disc.state(obs), int(rng.integers(2)), 1.0, -1, -1, 1000)
+
+
+@pytest.mark.parametrize("terminal, bins", [(1, (4, 4, 4, 3)), (0, (4, 4, 4, 4)),
+                                            (2, (4, 4, 4, 3))])
+def test_calibrate_bins_by_default_fits_what_the_shipped_model_serves(tmp_path, capsys, terminal,
+                                                                       bins):
+    from rlfm_edge.model.io import DEFAULT_MODEL_DIR, load_config
+
+    served = load_config(DEFAULT_MODEL_DIR).max_states
+    assert served == 256  # the bins expected below are the most that fit in it
+    _write_cartpole_like_log(tmp_path / "run.mcap", terminal)
+    assert run(["calibrate-bins", str(tmp_path / "run.mcap"), "--out", str(tmp_path / "d.yaml")]) == 0
+    disc = Discretizer.load(tmp_path / "d.yaml")
+    assert disc.bins == bins and disc.n_states + terminal <= served
+    assert [d.name for d in disc.dimensions] == ["x", "v", "theta", "omega"]
+    assert f"at most {served} states, what the shipped model serves" in capsys.readouterr().out
+
+
+def test_calibrate_bins_says_why_bins_are_too_many_and_what_fits(tmp_path, capsys):
+    _write_cartpole_like_log(tmp_path / "run.mcap", terminal=1)
+    rc = run(["calibrate-bins", str(tmp_path / "run.mcap"), "--bins", "6",
+              "--out", str(tmp_path / "d.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp_path / "d.yaml").exists()
+    assert ("--bins 6: 1296 states, more than the 255 that fit (at most 256 states, what the "
+            "shipped model serves; the log's terminal state takes one); --bins auto picks "
+            "4,4,4,3 (192 states)") in err
+
+
+def test_largest_bins_are_as_even_as_possible_within_the_limit():
+    from rlfm_edge.discretize import largest_bins
+
+    assert largest_bins(4, 256) == [4, 4, 4, 4]
+    assert largest_bins(4, 255) == [4, 4, 4, 3]
+    assert largest_bins(2, 30) == [6, 5]
+    assert largest_bins(1, 7) == [7]
+    with pytest.raises(ValueError, match="9 dimensions need at least 512 states"):
+        largest_bins(9, 255)
 
 
 def test_replay_of_a_missing_log_says_so(tmp_path, capsys):
@@ -141,9 +193,9 @@ def test_replay_of_a_missing_log_says_so(tmp_path, capsys):
     assert "log file not found" in capsys.readouterr().err
 
 
-def test_demo_writes_the_learning_curve_and_summary(tmp_path):
+def test_demo_writes_the_learning_curve_and_summary_and_explains_its_counters(tmp_path, capsys):
     rc = run(["demo", "--episodes", "3", "--backend", "planning", "--max-steps", "30",
-              "--rate", "400", "--out", str(tmp_path), "--no-progress"])
+              "--rate", "400", "--out", str(tmp_path), "--no-progress", "--log"])
     assert rc == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     for name in ("agent", "random"):
@@ -151,6 +203,14 @@ def test_demo_writes_the_learning_curve_and_summary(tmp_path):
         assert len(run_["returns"]) == 3 and run_["returns"] == run_["robot"]["returns"]
     assert summary["config"]["backend"] == "planning"
     assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    counters = {**summary["runs"]["agent"]["agent_counters"], **summary["runs"]["agent"]}
+    for name, meaning in summary["counter_meanings"].items():
+        assert f"  {name} {counters[name]}: {meaning}" in printed
+    assert {"late_refreshes", "clipped_values"} <= set(summary["counter_meanings"])
+    log = tmp_path / "agent_log"  # a folder of segments, one per run
+    assert summary["mcap_log"] == str(log) and f"the MCAP log {log}" in printed
+    assert run(["replay", str(log), "--out", str(tmp_path / "s.npz")]) == 0  # the log it names
 
 
 def test_bench_loop_reports_latency_memory_and_round_trip(tmp_path, capsys, monkeypatch):
@@ -195,3 +255,18 @@ def test_serve_takes_sigterm_as_stop_while_serving_and_only_in_the_main_thread()
     thread.start()
     thread.join()
     assert errors == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_serve_without_a_usable_model_ends_with_one_readable_line_per_backend(tmp_path, capsys):
+    from rlfm_edge.inference import available_backends
+
+    rc = run(["serve", "--port", str(tmp_path / "no-such-port"), "--config", str(EXAMPLE),
+              "--model", str(tmp_path / "nonexistent")])
+    err = capsys.readouterr().err.rstrip("\n").splitlines()
+    assert rc == 2
+    model_backends = [name for name in available_backends() if name != "planning"]
+    head, lines = err[-len(model_backends) - 1], err[-len(model_backends):]
+    assert head == "rlfm-edge serve: error: no inference backend can run here:"
+    for name, line in zip(model_backends, lines, strict=True):
+        assert line.startswith(f"  {name:12s} unavailable: ") and "{" not in line
+    assert any(str(tmp_path / "nonexistent") in line for line in lines)

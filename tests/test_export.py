@@ -133,3 +133,32 @@ def test_export_overwrites_a_corrupted_onnx_and_vouches_for_no_file_it_did_not_w
     assert OnnxRuntimeEngine(d).max_states == SMAX
     with pytest.raises(ModelFileError, match=r"model\.int8\.onnx: sha256 does not match the manifest"):
         verify_manifest(d, required=("model.int8.onnx",))
+
+
+def test_an_export_that_remakes_model_onnx_bit_for_bit_keeps_the_int8_file(exported, tmp_path, caplog):
+    import shutil
+
+    from calibration.calibset import build_calibration_set
+    from calibration.quantize import quantize_int8
+    from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine
+
+    d = shutil.copytree(exported[1], tmp_path / "m")
+    quantize_int8(d, build_calibration_set(SMAX, AMAX, 4, n_prior=4, seed=0))
+    before = sha256_file(d / "model.onnx")
+    with caplog.at_level("WARNING", logger="training.export"):
+        export_onnx(d)
+    assert sha256_file(d / "model.onnx") == before
+    assert "calibrated from the previous export" not in caplog.text
+    assert OnnxRuntimeEngine(d, precision="int8").precision == "int8"  # and the backend agrees
+
+    torch.manual_seed(1)  # other weights: the INT8 file is stale now, and export says so
+    other = tmp_path / "other"
+    save_model(PolicyGAT(ModelConfig(hidden=16, heads=2, layers=2, max_successors=4,
+                                     max_states=SMAX, max_actions=AMAX)), other)
+    shutil.copyfile(other / "weights.npz", d / "weights.npz")
+    write_manifest(d)
+    with caplog.at_level("WARNING", logger="training.export"):
+        export_onnx(d)
+    assert "model.int8.onnx was calibrated from the previous export" in caplog.text
+    with pytest.raises(ModelFileError, match="model.int8.onnx was made from another weights.npz"):
+        OnnxRuntimeEngine(d, precision="int8")

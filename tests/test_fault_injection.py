@@ -166,7 +166,7 @@ def test_a_hung_engine_leaves_the_agent_acting_on_its_last_good_policy():
     engine = HangingEngine()
     disc = Discretizer.uniform([0.0], [1.0], 4)
     agent = OnlineAgent(disc, engine, horizon=5, n_actions=2, mode="greedy", refresh_every=1,
-                        deadline_s=0.01, seed=0)
+                        max_policy_lag=None, deadline_s=0.01, seed=0)
     assert agent.wait_refreshed(timeout=10)
     policy = agent._policy
     first_actions = {s: agent.step([(s + 0.5) / 4], None if s == 0 else 0.0) for s in range(4)}
@@ -181,6 +181,20 @@ def test_a_hung_engine_leaves_the_agent_acting_on_its_last_good_policy():
     agent.close()  # gives up on the hung thread instead of hanging with it
     assert time.monotonic() - t0 < 30
     engine.release.set()
+
+
+def test_a_hung_engine_costs_a_lag_bound_agent_one_bounded_wait():
+    engine = HangingEngine()
+    agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), engine, horizon=5, n_actions=2,
+                        mode="greedy", refresh_every=1, max_policy_lag=2, deadline_s=0.005)
+    assert agent.wait_refreshed(timeout=10)
+    t0 = time.monotonic()
+    for t in range(200):
+        agent.step([(t % 4 + 0.5) / 4], None if t == 0 else 1.0)
+    elapsed = time.monotonic() - t0
+    assert agent.counters.policy_waits == 1 and 1.0 <= elapsed < 10
+    engine.release.set()
+    agent.close()
 
 
 class RaisingEngine(PlanningEngine):
@@ -266,8 +280,9 @@ def test_truncated_weights_are_a_model_file_error(exported_model, tmp_path):
 class ScriptedLink:
     """A link whose robot sends ``n`` observations of a 4-state chain, one per receive()."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, pace_s: float = 0.0) -> None:
         self.left = n
+        self.pace_s = pace_s  # between observations, so periodic saves find new transitions
         self.seq = itertools.count()
         self.sent: list[Action] = []
 
@@ -276,6 +291,7 @@ class ScriptedLink:
             time.sleep(timeout)
             return None
         self.left -= 1
+        time.sleep(self.pace_s)
         seq = next(self.seq)
         return Observation(((seq % 4 + 0.5) / 4,), 0.5, episode_end=seq % 40 == 39, seq=seq,
                            reset=seq == 0)
@@ -295,7 +311,7 @@ def test_wall_clock_jumps_do_not_disturb_periods_deadlines_or_saves(tmp_path, mo
     log = TransitionLogger(tmp_path / "run.mcap", 4, 2, 5)
     agent = OnlineAgent(Discretizer.uniform([0.0], [1.0], 4), PlanningEngine(), horizon=5,
                         n_actions=2, persistence=persistence, transition_log=log, refresh_every=5)
-    link = ScriptedLink(400)
+    link = ScriptedLink(400, pace_s=0.001)
     loop = SerialAgentLoop(link, agent)
     t0 = time.monotonic()
     loop.run(duration_s=1.0)

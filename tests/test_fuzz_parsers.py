@@ -389,8 +389,8 @@ def test_a_mutated_log_replays_or_is_a_value_error_naming_it(tmp_path, mcap_log,
 
 def test_a_log_asking_for_gigantic_statistics_is_refused_before_allocating(tmp_path):
     path = tmp_path / "big.mcap"
-    with TransitionLogger(path, 2**31 - 1, 2**31 - 1, 10):
-        pass
+    with TransitionLogger(path, 2**31 - 1, 2**31 - 1, 10) as lg:
+        lg.write(0, 0, [0.0], 0, 0, 0.0, -1, -1, 0)  # the file is made by the first step
     before = _maxrss_mb()
     with pytest.raises(ValueError, match="big.mcap: n_states"):
         read_statistics(path)

@@ -117,7 +117,7 @@ def test_serve_command_drives_the_robot_and_its_log_replays(tmp_path, monkeypatc
     config = tmp_path / "robot.yaml"
     config.write_text((EXAMPLES / "cartpole_robot.yaml").read_text().replace(
         "control_period_s: 0.01", f"control_period_s: {1 / RATE_HZ}"))
-    port, stats, log = tmp_path / "ttyUSB0", tmp_path / "s.npz", tmp_path / "run.mcap"
+    port, stats, log = tmp_path / "ttyUSB0", tmp_path / "s.npz", tmp_path / "logs"
     robot = spawn(port, episodes=3, rate_hz=RATE_HZ, max_episode_steps=50, seed=4)
     try:
         rc = cli.main(["serve", "--port", str(port), "--config", str(config), "--backend",
@@ -136,7 +136,7 @@ def test_serve_stopped_by_sigterm_saves_its_statistics_and_closes_its_log(tmp_pa
     config = tmp_path / "robot.yaml"
     config.write_text((EXAMPLES / "cartpole_robot.yaml").read_text().replace(
         "control_period_s: 0.01", f"control_period_s: {1 / RATE_HZ}"))
-    port, stats, log, err = (tmp_path / "ttyUSB0", tmp_path / "s.npz", tmp_path / "run.mcap",
+    port, stats, log, err = (tmp_path / "ttyUSB0", tmp_path / "s.npz", tmp_path / "logs",
                              tmp_path / "serve.err")
     robot = spawn(port, episodes=100_000, rate_hz=RATE_HZ, max_episode_steps=50, seed=6)
     try:

@@ -75,12 +75,13 @@ def test_a_log_whose_writer_died_replays_the_steps_of_its_complete_chunks(tmp_pa
     _write_run(path, n_steps=15_000)  # more than one 1 MiB chunk
     with open(path, "rb") as f:
         chunks = make_reader(f).get_summary().chunk_indexes
-    assert len(chunks) >= 2
-    killed.write_bytes(path.read_bytes()[:chunks[1].chunk_start_offset + chunks[1].chunk_length // 2])
+    assert len(chunks) >= 3  # the LogInfo's, then 1 MiB of steps, then the rest
+    last = chunks[-1]
+    killed.write_bytes(path.read_bytes()[:last.chunk_start_offset + last.chunk_length // 2])
     with caplog.at_level(logging.WARNING, logger="rlfm_edge.logs"):
         steps = list(read_steps(killed))
     assert "killed.mcap: the log was cut short" in caplog.text
-    complete = [r for r in read_steps(path) if r.stamp_ns <= chunks[0].message_end_time]
+    complete = [r for r in read_steps(path) if r.stamp_ns <= chunks[-2].message_end_time]
     assert [r.step for r in steps] == [r.step for r in complete] and len(steps) > 1000
     expected = CountStats(6, 3)
     for r in complete:

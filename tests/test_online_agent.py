@@ -98,9 +98,10 @@ def test_first_step_of_an_episode_records_no_transition_and_ignores_its_reward()
         assert 0 <= a < 2
 
 
-def test_step_never_waits_for_a_slow_engine_and_uses_the_safe_action():
+def test_without_a_lag_bound_step_never_waits_for_a_slow_engine_and_uses_the_safe_action():
     engine = SlowEngine(0.5)
-    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, safe_action=2, deadline_s=0.01)
+    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, safe_action=2, deadline_s=0.01,
+                        max_policy_lag=None)
     assert engine.started.wait(5)
     actions, slowest = [], 0.0
     for i in range(50):  # a 500 Hz control loop while the 0.5 s refresh runs
@@ -117,7 +118,7 @@ def test_step_never_waits_for_a_slow_engine_and_uses_the_safe_action():
 
 def test_without_safe_action_the_fallback_is_uniform_random():
     engine = SlowEngine(0.5)
-    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, seed=1)
+    agent = OnlineAgent(_disc(), engine, horizon=5, n_actions=3, seed=1, max_policy_lag=None)
     assert engine.started.wait(5)
     actions = [agent.step(_obs(0), 0.0 if i else None) for i in range(300)]
     assert min(np.bincount(actions, minlength=3)) > 60
@@ -374,7 +375,7 @@ def test_planner_learns_to_avoid_the_terminal_state():
 
 def test_terminate_needs_a_terminal_state_and_a_finite_reward():
     with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2) as agent, \
-            pytest.raises(ValueError, match="terminal_state=True"):
+            pytest.raises(ValueError, match="terminal_state="):
         agent.terminate(1.0)
     with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2,
                      terminal_state=True) as agent:
@@ -410,3 +411,74 @@ def test_annealing_makes_sampling_greedy_where_states_are_well_visited():
 def test_bad_anneal_visits_is_rejected(value):
     with pytest.raises(ValueError, match="anneal_visits"):
         OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, anneal_visits=value)
+
+
+def _fast_robot(agent, steps, seed=0):
+    """Steps back to back, far faster than a refresh: a robot at a high rate, or a simulator."""
+    rng = np.random.default_rng(seed)
+    actions, reward = [], None
+    for t in range(steps):
+        a = agent.step(_obs(int(rng.integers(4))), reward)
+        actions.append(a)
+        reward = float(a == 1)
+        if t % 50 == 49:
+            agent.end_episode()
+            reward = None
+    return actions
+
+
+def test_a_robot_faster_than_a_refresh_still_gets_one_every_refresh_every_steps():
+    with OnlineAgent(_disc(), SlowEngine(0.01), horizon=5, n_actions=2, refresh_every=10,
+                     refresh_on_new_pair=False, refresh_on_episode_end=False) as agent:
+        _fast_robot(agent, 300)
+        c = agent.counters
+    assert c.transitions >= 290 and c.refreshes >= c.transitions // 10 - 2 and c.policy_waits > 0
+
+
+def test_without_a_lag_bound_a_fast_robot_outruns_the_refreshes():
+    with OnlineAgent(_disc(), SlowEngine(0.05), horizon=5, n_actions=2, refresh_every=10,
+                     max_policy_lag=None, refresh_on_new_pair=False,
+                     refresh_on_episode_end=False) as agent:
+        _fast_robot(agent, 300)
+        c = agent.counters
+    assert c.policy_waits == 0 and c.refreshes < c.transitions // 10 - 2
+
+
+def test_lag_zero_acts_on_a_policy_of_every_transition_and_is_deterministic():
+    runs = []
+    for _ in range(2):
+        with OnlineAgent(_disc(), SlowEngine(0.002), horizon=5, n_actions=2, refresh_every=1,
+                         max_policy_lag=0, seed=3) as agent:
+            actions = _fast_robot(agent, 200)
+            assert agent.counters.policy_stats_version == agent.stats.version
+            runs.append((actions, agent.stats.n_sas.copy(), agent.counters.refreshes))
+    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == runs[1][2] >= 190
+
+
+def test_max_policy_lag_is_checked():
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="max_policy_lag"):
+            OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, max_policy_lag=bad)
+
+
+def test_a_goal_is_an_absorbing_state_worth_the_top_reward_and_a_failure_worth_nothing():
+    with OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2,
+                     terminal_state="both") as agent:
+        assert agent.n_states == 6 and agent.terminal_indices == {"failure": 4, "goal": 5}
+        agent.step(_obs(1), None)
+        agent.terminate(0.5, kind="goal")
+        agent.step(_obs(2), None)
+        agent.terminate(0.0)  # the first kind: failure
+        with pytest.raises(ValueError, match="kind 'fall'"):
+            agent.terminate(0.0, kind="fall")
+        stats = agent.stats
+    R = stats.R_hat()
+    assert np.all(R[5] == 1.0) and np.all(R[4] == 0.0)
+    assert stats.n_sas[:4, :, 5].sum() == 1 and stats.n_sas[:4, :, 4].sum() == 1
+    assert np.all(stats.n_sas[5, :, 5] == 1) and np.all(stats.n_sas[4, :, 4] == 1)
+
+
+def test_terminal_state_setting_is_checked():
+    with pytest.raises(ValueError, match="terminal_state"):
+        OnlineAgent(_disc(), PlanningEngine(), horizon=5, n_actions=2, terminal_state="fall")

@@ -237,3 +237,42 @@ def test_calibrate_keep_float_writes_a_mixed_precision_model_without_dead_int8_c
         assert main(args + bad) != 0
         assert message in capsys.readouterr().err
         assert (model / "model.int8.onnx").read_bytes() == written  # refused before anything is written
+
+
+def _shipped_int8_spec() -> dict:
+    import json
+
+    return json.loads((DEFAULT_MODEL_DIR / "model.int8.onnx.json").read_text())
+
+
+def test_calibrate_defaults_are_the_recipe_recorded_with_the_shipped_int8_file():
+    from rlfm_edge.cli import build_parser
+
+    args = build_parser().parse_args(["calibrate"])
+    recorded = _shipped_int8_spec()["quantization"]
+    mixed = recorded["mixed_precision"]
+    assert args.model is None  # the shipped model
+    assert (args.samples, args.method) == (recorded["samples"], recorded["method"])
+    assert (args.keep_float, args.rank_mdps, args.rank_seed) == \
+        (len(mixed["kept_float"]), mixed["ranked_on_prior_mdps"], mixed["seed"])
+    assert not (args.log or args.stats or args.calibration_set)
+
+
+@pytest.mark.slow
+def test_calibrate_with_no_options_remakes_the_shipped_int8_file_byte_for_byte(tmp_path, capsys):
+    import shutil
+
+    import onnxruntime
+
+    from rlfm_edge.cli import main
+    from rlfm_edge.model.io import sha256_file
+
+    made_with = _shipped_int8_spec()["quantization"]["onnxruntime"]
+    if onnxruntime.__version__ != made_with:
+        pytest.skip(f"the shipped INT8 file was quantized by ONNX Runtime {made_with}, this is "
+                    f"{onnxruntime.__version__}: its quantizer may round differently")
+    model = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "model")
+    (model / "model.int8.onnx").unlink()
+    assert main(["calibrate", "--model", str(model)]) == 0  # --model only so as not to overwrite it
+    assert sha256_file(model / "model.int8.onnx") == sha256_file(DEFAULT_MODEL_DIR / "model.int8.onnx")
+    assert "kept the 24 most sensitive INT8 MatMuls in float" in capsys.readouterr().out

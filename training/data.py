@@ -23,6 +23,7 @@ Examples are stored in npz shards (no pickle): features concatenated, with offse
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing as mp
 import time
@@ -37,6 +38,7 @@ from tqdm import tqdm
 from rlfm_edge.agents.base import check_positive_float
 from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.inference.base import action_probabilities, state_temperatures
+from rlfm_edge.interrupt import Interrupted, signals_held, worker_init
 from rlfm_edge.mdp import TabularMDP
 from rlfm_edge.model.features import GraphFeatures, base_features, horizon_of, with_plan_features
 from rlfm_edge.planning import backward_induction, value_iteration
@@ -52,7 +54,7 @@ class DataConfig:
     max_episodes: int = 300
     max_transitions: int = 20000
     p_empty: float = 0.05
-    behaviour_weights: tuple = (0.3, 0.25, 0.3, 0.15, 0.0)  # in BEHAVIOURS order
+    behaviour_weights: tuple[float, ...] = (0.3, 0.25, 0.3, 0.15, 0.0)  # in BEHAVIOURS order
     max_successors: int = 8
     model_dir: str = ""  # the model that the "model" behaviour runs
     model_temperature: float = 1.0
@@ -203,9 +205,10 @@ def save_shard(path: Path, examples: list) -> None:
     arrays["n_actions"] = np.array([g.n_actions for g, _, _ in examples], np.int64)
     arrays["n_edges"] = np.array([g.edge_sa.size for g, _, _ in examples], np.int64)
     arrays["seed"] = np.array([i["seed"] for _, _, i in examples], np.int64)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    # whole or absent, under a name no shard pattern matches while it is written
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -310,16 +313,23 @@ def generate(out_dir: Path, n_examples: int, seed: int, prior: PriorConfig, cfg:
     config_path.write_text(json.dumps(config, indent=1))
     chunk = 100
     start = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers) as pool, \
-            tqdm(total=sum(len(s) for _, s in todo), desc="generate", unit="mdp") as bar:
-        for path, shard_seeds in todo:
-            jobs = [(shard_seeds[i:i + chunk], prior, cfg)
-                    for i in range(0, len(shard_seeds), chunk)]
-            examples = []
-            for part in pool.imap(_worker, jobs):
-                examples.extend(part)
-                bar.update(len(part))
-            save_shard(path, examples)
-            _add_generation_seconds(out_dir, time.perf_counter() - start)
-            start = time.perf_counter()
+    try:
+        with signals_held():
+            pool = mp.get_context("spawn").Pool(workers, initializer=worker_init)
+        with pool, tqdm(total=sum(len(s) for _, s in todo), desc="generate", unit="mdp") as bar:
+            for path, shard_seeds in todo:
+                jobs = [(shard_seeds[i:i + chunk], prior, cfg)
+                        for i in range(0, len(shard_seeds), chunk)]
+                examples = []
+                for part in pool.imap(_worker, jobs):
+                    examples.extend(part)
+                    bar.update(len(part))
+                save_shard(path, examples)
+                _add_generation_seconds(out_dir, time.perf_counter() - start)
+                start = time.perf_counter()
+    except Interrupted as stop:
+        done = sum(p.exists() for p in shards)
+        raise stop.saying(f"kept the {done} of {len(shards)} finished data shards in {out_dir} "
+                          f"(the one in progress is not written); the same command reuses them "
+                          f"and makes the rest") from None
     return shards

@@ -184,10 +184,18 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_st
         "exporter": f"torch {torch.__version__} (torch.export), onnx {onnx.__version__}",
     }
     write_spec(out_dir, spec, also_written=copied)
-    if (out_dir / ONNX_FILES["int8"]).is_file():
+    if (out_dir / ONNX_FILES["int8"]).is_file() and _int8_source(out_dir) != spec["sha256"]:
         log.warning("%s was calibrated from the previous export and is refused until you rerun "
                     "`rlfm-edge calibrate --model %s`", out_dir / ONNX_FILES["int8"], out_dir)
     return spec
+
+
+def _int8_source(model_dir: Path) -> str | None:
+    """sha256 of the model.onnx that the directory's INT8 file was calibrated from, if it says."""
+    try:
+        return json.loads(spec_path(model_dir, "int8").read_text()).get("source_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_spec(model_dir: Path, spec: dict, also_written: tuple[str, ...] = ()) -> None:

@@ -53,6 +53,12 @@ Families (weights in PriorConfig.weights):
            slip (U[0, 0.3] in 70% of the MDPs) another action than the chosen one is
            executed. Whether the prize is worth the trip depends on H and the line's length.
            Outside the default weights, like survival.
+- robot:   a random continuous system (point mass, pendulum, cart-pole, energy-pumping valley,
+           random smooth map) discretized by a robot's bin rules, with its absorbing failures
+           and goals: the tabular MDP the bins induce (training/robot_prior.py says how).
+           Its state count comes from its bins, at most ``robot_s_max``; its horizon is drawn
+           from [``robot_h_min``, h_max], as robots plan over tens of steps or more.
+           Outside the default weights, like survival.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlfm_edge.mdp import TabularMDP
+from training.robot_prior import sample_robot_mdp
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,9 @@ class PriorConfig:
     h_min: int = 5
     h_max: int = 60
     absorbing_prob: float = 0.2   # chance an MDP gets extra absorbing states
-    weights: dict = field(default_factory=lambda: {
+    robot_s_max: int = 250        # the robot family's states, bins and terminal states together
+    robot_h_min: int = 20
+    weights: dict[str, float] = field(default_factory=lambda: {
         "garnet": 0.25, "dense": 0.1, "chain": 0.2, "grid": 0.2, "bandit": 0.1, "lock": 0.15,
     })
 
@@ -85,9 +94,14 @@ class PriorConfig:
             raise ValueError(f"prior: need 2 <= a_min <= a_max, got {self.a_min}, {self.a_max}")
         if not 1 <= self.h_min <= self.h_max:
             raise ValueError(f"prior: need 1 <= h_min <= h_max, got {self.h_min}, {self.h_max}")
-        unknown = set(self.weights) - set(FAMILIES)
+        if self.robot_s_max < 16 or not 1 <= self.robot_h_min <= (
+                self.h_max if "robot" in self.weights else self.robot_h_min):
+            raise ValueError(f"prior: need robot_s_max >= 16 and 1 <= robot_h_min <= h_max, got "
+                             f"{self.robot_s_max}, {self.robot_h_min}")
+        unknown = set(self.weights) - set(FAMILIES) - {"robot"}
         if unknown or not self.weights:
-            raise ValueError(f"prior weights: unknown families {sorted(unknown)}; known {sorted(FAMILIES)}")
+            raise ValueError(f"prior weights: unknown families {sorted(unknown)}; known "
+                             f"{sorted([*FAMILIES, 'robot'])}")
 
 
 def _log_uniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
@@ -345,6 +359,14 @@ def sample_mdp(rng: np.random.Generator, config: PriorConfig = PriorConfig()) ->
     names = list(config.weights)
     w = np.array([config.weights[n] for n in names], dtype=float)
     family = names[rng.choice(len(names), p=w / w.sum())]
+    if family == "robot":
+        A = int(rng.integers(config.a_min, config.a_max + 1))
+        H = _log_uniform_int(rng, config.robot_h_min, config.h_max)
+        mdp = sample_robot_mdp(rng, config.robot_s_max, A, H)
+        P, R = _permute_actions(rng, mdp.P, mdp.R)
+        perm = rng.permutation(mdp.n_states)
+        return TabularMDP(P[perm][:, :, perm], R[perm], mdp.mu0[perm], H, name=mdp.name,
+                          reward_dist=mdp.reward_dist, meta=mdp.meta)
     S = _log_uniform_int(rng, config.s_min, config.s_max)
     A = int(rng.integers(config.a_min, config.a_max + 1))
     H = _log_uniform_int(rng, config.h_min, config.h_max)

@@ -16,8 +16,9 @@ import logging
 import math
 import os
 import random
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,12 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from rlfm_edge.atomic import atomic_write_bytes
+from rlfm_edge.interrupt import Interrupted, stop_signals
 from rlfm_edge.model.config import ModelConfig
 from rlfm_edge.model.features import BASE_SA_FEATURES, PLAN_SA_FEATURES
 from rlfm_edge.model.gat import OWN, PolicyGAT, to_graph
 from rlfm_edge.model.io import read_weights, save_model
+from training.config_check import check_fields
 from training.data import DataConfig, generate, generation_seconds, load_shard
 from training.losses import boltzmann_cross_entropy
 from training.prior import PriorConfig
@@ -61,22 +64,69 @@ class TrainConfig:
     workers: int = 2
     time_budget_s: float = 0.0  # stop after this much training time (0: no limit)
     init_from: str = ""        # start from this model directory (e.g. a DAgger round)
-    replay_dirs: list = field(default_factory=list)  # more shards: folders or glob patterns
-    model: dict = field(default_factory=dict)
-    prior: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
+    replay_dirs: list[str] = field(default_factory=list)  # more shards: folders or glob patterns
+    model: dict = field(default_factory=dict)  # ModelConfig fields
+    prior: dict = field(default_factory=dict)  # PriorConfig fields
+    data: dict = field(default_factory=dict)  # DataConfig fields
+
+    def __post_init__(self) -> None:
+        """Every field checked, types and values, with the model, prior and data sections and
+        the files they name: a bad config fails here, not after the data were made."""
+        check_fields(TrainConfig, {f.name: getattr(self, f.name) for f in fields(self)})
+        for name, minimum in (("n_examples", 1), ("n_val", 1), ("epochs", 1), ("batch_size", 1),
+                              ("workers", 1)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name}: expected an integer >= {minimum}, got {getattr(self, name)}")
+        for name in ("lr", "tau", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "time_budget_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
+        model, prior, data = self.sections()
+        if data.max_successors != model.max_successors:
+            raise ValueError(f"data.max_successors={data.max_successors} must equal "
+                             f"model.max_successors={model.max_successors}")
+        if data.model_dir and not Path(data.model_dir).is_dir():
+            raise ValueError(f"data.model_dir: {data.model_dir} is not a model directory")
+        if self.init_from:
+            try:
+                config, _ = read_weights(Path(self.init_from))
+            except ValueError as exc:
+                raise ValueError(f"init_from: {exc}") from None
+            if config != model:
+                raise ValueError(f"init_from: {self.init_from} has config {config}, not the "
+                                 f"model section's {model}")
+        for extra in self.replay_dirs:
+            if not _replay_shards(extra):
+                raise ValueError(f"replay_dirs: no shards match {extra}")
+
+    def sections(self) -> tuple[ModelConfig, PriorConfig, DataConfig]:
+        """The model, prior and data sections as their config objects (each checked)."""
+        out = []
+        for name, cls in (("model", ModelConfig), ("prior", PriorConfig), ("data", DataConfig)):
+            raw = check_fields(cls, getattr(self, name), name)
+            try:
+                out.append(cls(**raw))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return tuple(out)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ValueError(f"{path}: cannot read training config ({exc})") from None
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown fields {sorted(unknown)}; known {sorted(known)}")
-        return cls(**raw)
+        try:
+            return cls(**check_fields(cls, {} if raw is None else raw))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def _replay_shards(extra: str) -> list[Path]:
+    """The shards one ``replay_dirs`` entry names: a folder's, or a glob pattern's."""
+    return sorted(Path(extra).glob("shard_*.npz") if Path(extra).is_dir() else Path().glob(extra))
 
 
 class Examples(torch.utils.data.Dataset):
@@ -158,10 +208,7 @@ def train(cfg: TrainConfig) -> Path:
     _seed_everything(cfg.seed + rank)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prior, data_cfg, model_cfg = PriorConfig(**cfg.prior), DataConfig(**cfg.data), ModelConfig(**cfg.model)
-    if data_cfg.max_successors != model_cfg.max_successors:
-        raise ValueError(f"data.max_successors={data_cfg.max_successors} must equal "
-                         f"model.max_successors={model_cfg.max_successors}")
+    model_cfg, prior, data_cfg = cfg.sections()
     t0 = time.time()
     if rank == 0:
         train_shards = generate(Path(cfg.data_dir), cfg.n_examples, cfg.data_seed, prior, data_cfg,
@@ -172,11 +219,7 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
     train_shards = sorted(Path(cfg.data_dir).glob(f"shard_{cfg.data_seed}_*.npz"))
     for extra in cfg.replay_dirs:
-        found = sorted(Path(extra).glob("shard_*.npz") if Path(extra).is_dir()
-                       else Path().glob(extra))
-        if not found:
-            raise ValueError(f"replay_dirs: no shards match {extra}")
-        train_shards += found
+        train_shards += _replay_shards(extra)
     val_shards = sorted(Path(cfg.val_dir).glob(f"shard_{cfg.val_seed}_*.npz"))
     # What the data cost to make, also when an earlier run made it (replayed shards belong
     # to the runs that made them); this run's own time where a folder does not say.
@@ -217,43 +260,46 @@ def train(cfg: TrainConfig) -> Path:
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     train_time = sum(h["epoch_time_s"] for h in history)
-    for epoch in range(start_epoch, cfg.epochs):
-        shuffle.manual_seed(cfg.seed + epoch)  # what DistributedSampler.set_epoch does
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        t_epoch, losses = time.time(), []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0)
-        for batch in bar:
-            loss = batch_loss(model, batch, cfg.tau)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            clock["elapsed"] = _rank0_seconds(train_time + time.time() - t_epoch,
-                                              distributed and bool(cfg.time_budget_s))
-            sched.step()
-            losses.append(loss.item())
-            if len(losses) % 50 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            shuffle.manual_seed(cfg.seed + epoch)  # what DistributedSampler.set_epoch does
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            model.train()
+            t_epoch, losses = time.time(), []
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0)
+            for batch in bar:
+                loss = batch_loss(model, batch, cfg.tau)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                opt.step()
+                clock["elapsed"] = _rank0_seconds(train_time + time.time() - t_epoch,
+                                                  distributed and bool(cfg.time_budget_s))
+                sched.step()
+                losses.append(loss.item())
+                if len(losses) % 50 == 0:
+                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                if cfg.time_budget_s and clock["elapsed"] > cfg.time_budget_s:
+                    break
+            epoch_time = time.time() - t_epoch
+            train_time += epoch_time
+            if rank == 0:
+                net.eval()
+                with torch.no_grad():
+                    val_loss = float(np.mean([batch_loss(net, b, cfg.tau).item()
+                                              for b in DataLoader(val_set, batch_size=256)]))
+                metrics = validate(net, val_shards, model_cfg.max_successors)
+                entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                         "epoch_time_s": epoch_time, **metrics}
+                history.append(entry)
+                log.info("epoch %d: %s", epoch + 1, json.dumps(entry))
+                _save_checkpoint(ckpt_path, net, opt, sched, epoch + 1, history)
             if cfg.time_budget_s and clock["elapsed"] > cfg.time_budget_s:
+                log.info("time budget of %.0f s reached", cfg.time_budget_s)
                 break
-        epoch_time = time.time() - t_epoch
-        train_time += epoch_time
-        if rank == 0:
-            net.eval()
-            with torch.no_grad():
-                val_loss = float(np.mean([batch_loss(net, b, cfg.tau).item()
-                                          for b in DataLoader(val_set, batch_size=256)]))
-            metrics = validate(net, val_shards, model_cfg.max_successors)
-            entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                     "epoch_time_s": epoch_time, **metrics}
-            history.append(entry)
-            log.info("epoch %d: %s", epoch + 1, json.dumps(entry))
-            _save_checkpoint(ckpt_path, net, opt, sched, epoch + 1, history)
-        if cfg.time_budget_s and clock["elapsed"] > cfg.time_budget_s:
-            log.info("time budget of %.0f s reached", cfg.time_budget_s)
-            break
+    except Interrupted as stop:
+        raise stop.saying(_resume_note(ckpt_path, len(history), cfg)) from None
     if rank == 0:
         record = {"config": asdict(cfg), "examples": len(dataset), "data_generation_s": gen_time,
                   "training_s": train_time, "history": history,
@@ -265,13 +311,28 @@ def train(cfg: TrainConfig) -> Path:
     return out / "model"
 
 
+def _resume_note(ckpt_path: Path, done: int, cfg: TrainConfig) -> str:
+    """What an interrupted training kept, and how to go on."""
+    if not done:
+        return (f"no epoch had finished, so no checkpoint; the data in {cfg.data_dir} and "
+                f"{cfg.val_dir} are kept, and the same command reuses them")
+    return (f"{ckpt_path} holds {done} of {cfg.epochs} epochs; the same command resumes from "
+            f"epoch {done + 1}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="training/configs/default.yaml")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // int(os.environ.get("WORLD_SIZE", "1"))))
-    train(TrainConfig.from_yaml(args.config))
+    cfg = TrainConfig.from_yaml(args.config)  # checked whole before any work
+    with stop_signals():
+        try:
+            train(cfg)
+        except Interrupted as stop:
+            print(f"{stop.line('train')} (rlfm-edge train --config {args.config})", file=sys.stderr)
+            return stop.exit_code
     return 0
 
 

@@ -5,23 +5,17 @@ agent hands its CountStats to a PolicyEngine and gets logits for every state. Ac
 samples an action from softmax(logits / temperature) at every step; as DPT (Lee et al.
 2023) found, sampling from a model trained to predict optimal actions explores like
 posterior sampling, while greedy use (``mode="greedy"``) under-explores. The default
-temperature 0.3 sharpens the policy; it was chosen on held-out MDPs of the training prior
-(benchmarks/heldout_prior.py: seeds 10^7 + k, S up to 30 and up to 80), never on the
-benchmarks: normalised 100-episode regret 0.109 at 0.3, 0.120 at 0.5, 0.167 at 1.0 (PSRL
-0.172, UCB-VI 0.155) with S <= 30. Each state's temperature then cools as it is visited,
-0.3 / sqrt(1 + N(s) / 30) (``anneal_visits``; ``state_temperatures`` says why), chosen
-the same way over 300 episodes with S <= 80 (model v5): 0.124 fixed, 0.093 / 0.090 / 0.095
-with anneal_visits 10 / 30 / 100 (seeds 10^7 + k), confirmed on seeds 2 x 10^7 + k: 0.102 ->
-0.080 (-0.022 +- 0.008, paired). Rerun with model v7: 0.125 fixed, 0.092 / 0.086 / 0.099,
-and 0.103 -> 0.073 on the confirmation seeds.
+temperature 0.3 sharpens the policy, and each state's temperature cools as it is visited,
+0.3 / sqrt(1 + N(s) / 30) (``anneal_visits``; ``state_temperatures`` says why). Both were
+chosen on held-out MDPs of the training prior (benchmarks/heldout_prior.py), never on the
+public benchmarks; BENCHMARKS.md, "Learning online", has the runs that chose them.
 
 ``sampling="episode"`` draws one uniform number per state per episode and inverts it
 through that state's current CDF, so a state gets the same action all episode long (a
 sampled policy, committed to as posterior sampling commits to its sampled MDP), where the
-default ``"step"`` draws afresh at every step. Committing lost on held-out prior MDPs
-(seeds 1.5 x 10^8 + k, 256 MDPs, S <= 80: 0.126 -> 0.161, +0.035 +- 0.010 paired; worst on
-grids, 0.076 -> 0.158, where a committed wrong move repeats until the episode ends), so
-step sampling stays the default.
+default ``"step"`` draws afresh at every step. Committing lost on held-out prior MDPs, most
+on grids, where a committed wrong move repeats until the episode ends, so step sampling
+stays the default.
 
 Offline (``extract_policy(..., method="rlfm")``) the same logits read off the dataset's
 statistics, once per step at that step's steps left, are the scores, and the policy is their
@@ -111,17 +105,14 @@ def offline_scores(data: OfflineData, horizon: int, engine: PolicyEngine | None 
     estimated behaviour probability N(s, a) / N(s) is at least ``bcq_threshold`` (the
     paper's tau = 0.3) times that of the state's most taken action; ``"tried"`` allows
     every action the data holds; ``"all"`` lets the model choose freely. In a state with
-    no data the model always decides. On 2 x 512 held-out prior MDPs (uniform and
-    epsilon-optimal data, 10/50/200 episodes; BENCHMARKS.md, "Offline on held-out prior
-    MDPs") model v5 was within 0.02 of VI-LCB on 93.7% / 95.1% of the cells with "bcq",
-    85.7% / 87.4% with "tried" and 83.4% / 84.3% with "all": "bcq" gains 0.04-0.05 of V* on
-    epsilon-optimal data (above VI-LCB there) and loses about 0.01 on uniform data.
+    no data the model always decides. "bcq" was chosen on held-out prior MDPs (BENCHMARKS.md,
+    "Learning offline"): it gains on epsilon-optimal data, where it beats VI-LCB, and loses a
+    little on uniform data.
 
     The model's policy is the first step's of an H-step episode. With ``per_step`` (the
     default) the scores are (H, S, A): step h reads the model at the H - h steps left, as an
     optimal finite-horizon policy may change its mind near the end (H model calls; False:
-    the first step's policy at every step). Chosen on the same 2 x 512 held-out MDPs: cells
-    within 0.02 of VI-LCB 93.7% / 95.1% -> 93.8% / 95.5%, about +0.01 of V* on uniform data.
+    the first step's policy at every step), chosen on the same held-out MDPs.
     """
     check_choice("support", support, OFFLINE_SUPPORTS)
     if not 0.0 <= bcq_threshold <= 1.0:

@@ -83,8 +83,12 @@ def regret_ratios(summary: list[dict]) -> str:
     refs = [a for a in REFERENCE_AGENTS if a in agents]
     if not refs:
         return ""
-    rows = [[a, *(f"{np.median([regret[e, a] / max(regret[e, ref], 1e-9) for e in envs]):.2f}"
-                  for ref in refs)] for a in agents if a not in refs]
+    def ratio(a: str, ref: str) -> str:  # over the envs where both ran (all, unless interrupted)
+        both = [regret[e, a] / max(regret[e, ref], 1e-9) for e in envs
+                if (e, a) in regret and (e, ref) in regret]
+        return f"{np.median(both):.2f}" if both else "n/a"
+
+    rows = [[a, *(ratio(a, ref) for ref in refs)] for a in agents if a not in refs]
     return _markdown(["agent", *(f"median regret / {ref}'s" for ref in refs)], rows) if rows else ""
 
 
@@ -203,6 +207,9 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
         res = results["envs"][env]
         for j, b in enumerate(specs):
             ax = axes[i, j]
+            if b not in res["values"]:  # an interrupted run that finished no cell of it
+                ax.set_axis_off()
+                continue
             sizes = list(res["values"][b])
             for m in results["config"]["methods"]:
                 _plot_band(ax, sizes, np.stack([res["values"][b][n][m] for n in sizes], 1), m,
@@ -231,6 +238,10 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> tuple[str, list[P
     else:
         table, summary = offline_table(results), None
         plot = plot_offline(results, out / "offline_values.png")
+    partial = results.get("partial")
+    if partial:
+        table = (f"Interrupted: {partial['finished_runs']} of {partial['runs']} runs finished; "
+                 f"the table holds those.\n\n{table}")
     js = write_json(results, out / "results.json", summary)
     md = out / "results.md"
     md.write_text(table)
@@ -238,10 +249,13 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> tuple[str, list[P
 
 
 def record_section(path: str | os.PathLike, title: str, command: str, body: str) -> Path:
-    """Add or replace the section ``## {title}`` of a markdown file (created if missing).
+    """Add or replace the section titled ``title`` of a markdown file (created if missing).
 
-    The section holds the command that produced it, in a code block, then ``body``. Other
-    sections are kept as they are; the file is replaced atomically.
+    The section holds the command that produced it, in a code block, then ``body``. An
+    existing ``## {title}`` or ``### {title}`` (a section filed under a question's heading)
+    is replaced in place at its level, up to the next heading of the same or a higher level;
+    a new one is added at the end as ``## {title}``. Other sections are kept as they are; the
+    file is replaced atomically.
     """
     path = Path(path)
     title = " ".join(title.split())
@@ -250,19 +264,35 @@ def record_section(path: str | os.PathLike, title: str, command: str, body: str)
     text = path.read_text() if path.exists() else (
         "# Benchmarks\n\nEach section is written by the command shown in it "
         "(`--record`); rerunning a command replaces its section.\n")
-    section = f"## {title}\n\n```\n{command}\n```\n\n{body.strip()}\n"
     lines = text.splitlines(keepends=True)
-    heading = f"## {title}"
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == heading), None)
+    headings = _headings(lines)
+    start = next((i for i, (level, name) in headings.items()
+                  if level in (2, 3) and name == title), None)
     if start is None:
+        section = f"## {title}\n\n```\n{command}\n```\n\n{body.strip()}\n"
         new = text.rstrip("\n") + "\n\n" + section
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+        level = headings[start][0]
+        section = f"{'#' * level} {title}\n\n```\n{command}\n```\n\n{body.strip()}\n"
+        end = next((i for i, (lv, _) in headings.items() if i > start and lv <= level),
                    len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
     atomic_write_bytes(path, new.encode())
     return path
+
+
+def _headings(lines: list[str]) -> dict[int, tuple[int, str]]:
+    """Line index -> (level, title) of every markdown heading outside fenced code blocks."""
+    out, fenced = {}, False
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            marks = len(line) - len(line.lstrip("#"))
+            if line[marks:marks + 1] == " ":
+                out[i] = (marks, line[marks:].strip())
+    return out
 
 
 def print_and_record(body: str, record: str | os.PathLike | None, title: str, script: str,

@@ -1,14 +1,15 @@
-"""`rlfm-edge bench online|offline|stats`: benchmark tables and plots, optionally recorded
-in BENCHMARKS.md with the command that produced them.
+"""`rlfm-edge bench BENCHMARK`: benchmark tables and plots, optionally recorded in
+BENCHMARKS.md with the command that produced them.
 
-More subcommands plug in through BENCH_MODULES: each named module ``rlfm_edge.cli.<name>``
-defines ``register(bench_subparsers)``, just like the top-level command modules.
+``online``, ``offline`` and ``stats`` are defined here; the others plug in through
+BENCH_MODULES: each named module ``rlfm_edge.cli.<name>`` defines
+``register(bench_subparsers)``, like the top-level command modules. ``rlfm-edge bench --help``
+lists every registered one.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import os
 import shlex
@@ -35,17 +36,15 @@ def csv_ints(field: str, text: str) -> list[int]:
 
 def parse_agent_kw(items: list[str]) -> dict[str, dict]:
     """``["ucbvi:bonus_scale=0.1"]`` -> {"ucbvi": {"bonus_scale": 0.1}} (Python literals)."""
+    from rlfm_edge.bench.specs import parse_value
+
     out: dict[str, dict] = {}
     for item in items:
         agent, sep, assignment = item.partition(":")
         key, eq, raw = assignment.partition("=")
         if not (sep and eq and agent.strip() and key.strip()):
             raise ValueError(f"--agent-kw: expected AGENT:KEY=VALUE, got {item!r}")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        out.setdefault(agent.strip(), {})[key.strip()] = value
+        out.setdefault(agent.strip(), {})[key.strip()] = parse_value(raw)
     return out
 
 
@@ -74,7 +73,9 @@ def _machine() -> str:
 
 def _add_common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--envs", default="riverswim,chain,sixarms",
-                   help="comma-separated environment names (see `rlfm-edge info`)")
+                   help="comma-separated environments (names: `rlfm-edge info`), each with "
+                   "optional parameters: deepsea:size=20 or garnet:n_states=20,seed=3 "
+                   "(docs/benchmark-mdps.md lists them)")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds per configuration")
     p.add_argument("--seed", type=int, default=0, help="first seed; runs use seed..seed+seeds-1")
     p.add_argument("--out", default=out, help="folder for results.json, results.md and the plot")
@@ -82,6 +83,26 @@ def _add_common(p: argparse.ArgumentParser, out: str) -> None:
                    help="worker processes (default: one per CPU core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_record_options(p)
+
+
+def _run_keeping_finished(run, args):
+    """``run()``'s results; on Ctrl-C or SIGTERM the runs that finished are written to
+    ``--out`` (not recorded in BENCHMARKS.md) before the stop goes on up."""
+    from rlfm_edge.bench.report import write_report
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return run()
+    except Interrupted as stop:
+        results = stop.partial
+        if not results or not results["envs"]:
+            raise stop.saying(f"no run had finished; nothing written to {args.out}") from None
+        done = results.get("partial", {})
+        _, paths = write_report(results, args.out)
+        raise stop.saying(
+            f"wrote the {done.get('finished_runs')} of {done.get('runs')} runs that finished to "
+            f"{', '.join(map(str, paths))} (not recorded); run the command again for all of "
+            f"them") from None
 
 
 def _finish(args, results, command: str, title: str, elapsed: float) -> int:
@@ -97,13 +118,14 @@ def _finish(args, results, command: str, title: str, elapsed: float) -> int:
 
 def cmd_online(args: argparse.Namespace) -> int:
     from rlfm_edge.bench.runner import run_online_experiment
+    from rlfm_edge.bench.specs import split_env_list
 
-    envs, agents = csv_list(args.envs), csv_list(args.agents)
+    envs, agents = split_env_list(args.envs), csv_list(args.agents)
     agent_kw = parse_agent_kw(args.agent_kw)
     start = time.perf_counter()
-    results = run_online_experiment(envs, agents, args.episodes, args.seeds, seed=args.seed,
-                                    agent_kw=agent_kw, workers=args.workers,
-                                    progress=not args.no_progress)
+    results = _run_keeping_finished(lambda: run_online_experiment(
+        envs, agents, args.episodes, args.seeds, seed=args.seed, agent_kw=agent_kw,
+        workers=args.workers, progress=not args.no_progress), args)
     elapsed = time.perf_counter() - start
     command = ["rlfm-edge", "bench", "online", "--envs", ",".join(envs),
                "--agents", ",".join(agents), "--episodes", str(args.episodes),
@@ -117,13 +139,14 @@ def cmd_online(args: argparse.Namespace) -> int:
 
 def cmd_offline(args: argparse.Namespace) -> int:
     from rlfm_edge.bench.runner import run_offline_experiment
+    from rlfm_edge.bench.specs import split_env_list
 
-    envs, methods = csv_list(args.envs), csv_list(args.methods)
+    envs, methods = split_env_list(args.envs), csv_list(args.methods)
     behaviours, sizes = csv_list(args.behaviours), csv_ints("sizes", args.sizes)
     start = time.perf_counter()
-    results = run_offline_experiment(envs, methods, sizes, behaviours, args.seeds,
-                                     seed=args.seed, workers=args.workers,
-                                     progress=not args.no_progress)
+    results = _run_keeping_finished(lambda: run_offline_experiment(
+        envs, methods, sizes, behaviours, args.seeds, seed=args.seed, workers=args.workers,
+        progress=not args.no_progress), args)
     elapsed = time.perf_counter() - start
     command = shlex.join(["rlfm-edge", "bench", "offline", "--envs", ",".join(envs),
                           "--methods", ",".join(methods), "--sizes", ",".join(map(str, sizes)),
@@ -178,8 +201,8 @@ def _update_each(stats, transitions) -> None:
 
 
 def register(subparsers) -> None:
-    bench = subparsers.add_parser("bench", help="online/offline benchmark tables and plots",
-                                  description=__doc__.split("\n\n")[0])
+    bench = subparsers.add_parser("bench", help="benchmark tables and plots (online, offline, "
+                                  "latency, robot loop, ...)", description=__doc__.split("\n\n")[0])
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
 
     def usage(args: argparse.Namespace) -> int:
@@ -188,19 +211,22 @@ def register(subparsers) -> None:
 
     bench.set_defaults(func=usage)
 
-    p = sub.add_parser("online", help="agents learning from scratch: returns and regret")
+    text = "agents learning from scratch on benchmark MDPs: returns and regret"
+    p = sub.add_parser("online", help=text, description=text[0].upper() + text[1:] + ".")
     _add_common(p, "results/online")
-    p.add_argument("--agents", default="ucbvi,qlearning,psrl,random",
-                   help="comma-separated agent names (see `rlfm-edge info`)")
+    p.add_argument("--agents", default="rlfm,ucbvi,qlearning,psrl,random",
+                   help="comma-separated agent names (see `rlfm-edge info`); rlfm is the "
+                   "package's model")
     p.add_argument("--episodes", type=int, default=300, help="episodes per run")
     p.add_argument("--agent-kw", action="append", default=[], metavar="AGENT:KEY=VALUE",
                    help="constructor argument for one agent, e.g. ucbvi:bonus_scale=0.1 "
                    "(repeatable)")
     p.set_defaults(func=cmd_online)
 
-    p = sub.add_parser("offline", help="policies extracted from fixed datasets: exact values")
+    text = "policies extracted from fixed datasets: their exact values"
+    p = sub.add_parser("offline", help=text, description=text[0].upper() + text[1:] + ".")
     _add_common(p, "results/offline")
-    p.add_argument("--methods", default="vi,vi_lcb", help="comma-separated offline methods")
+    p.add_argument("--methods", default="rlfm,vi,vi_lcb", help="comma-separated offline methods")
     p.add_argument("--sizes", default="10,50,200",
                    help="comma-separated dataset sizes, in episodes of H transitions")
     p.add_argument("--behaviours", default="uniform,eps_optimal",
@@ -208,16 +234,16 @@ def register(subparsers) -> None:
                    "mixture[:P]")
     p.set_defaults(func=cmd_offline)
 
-    p = sub.add_parser("stats", help="CountStats.update_batch throughput and update() overhead")
-    p.add_argument("--states", type=int, default=64)
-    p.add_argument("--actions", type=int, default=4)
+    text = "CountStats.update_batch throughput and update() overhead"
+    p = sub.add_parser("stats", help=text, description=text + ".")
+    p.add_argument("--states", type=int, default=64, help="state count S of the statistics")
+    p.add_argument("--actions", type=int, default=4, help="action count A of the statistics")
     p.add_argument("--transitions", type=int, default=1_000_000, help="batch size")
     p.add_argument("--calls", type=int, default=200_000, help="single update() calls timed")
     p.add_argument("--repeats", type=int, default=5, help="timings repeated; the best is kept")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random transitions")
     add_record_options(p)
     p.set_defaults(func=cmd_stats)
 
     for name in BENCH_MODULES:
         importlib.import_module(f"rlfm_edge.cli.{name}").register(sub)
-

@@ -339,7 +339,7 @@ def register(bench_subparsers) -> None:
                    help="intra-op threads of the CPU backends and of the GEMM rate measured beside them")
     p.add_argument("--repeats", type=int, default=200, help="timed calls per row")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random statistics")
     p.add_argument("--out", default="results/latency",
                    help="folder for results.json, results.md and the plot")
     add_record_options(p)

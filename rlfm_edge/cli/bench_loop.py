@@ -292,13 +292,17 @@ def register(bench_subparsers) -> None:
     p.add_argument("--rate", type=positive(float), default=100.0, help="control rate, Hz")
     p.add_argument("--states", type=positive(int), default=256,
                    help="discretizer states (4 dimensions, so a fourth power)")
-    p.add_argument("--actions", type=positive(int), default=4)
-    p.add_argument("--horizon", type=positive(int), default=40)
-    p.add_argument("--memory-steps", type=positive(int), default=200_000)
-    p.add_argument("--rtt-count", type=positive(int), default=2000)
-    p.add_argument("--baud", type=positive(int), default=115200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/loop")
+    p.add_argument("--actions", type=positive(int), default=4, help="the robot's action count")
+    p.add_argument("--horizon", type=positive(int), default=40,
+                   help="horizon given to the model")
+    p.add_argument("--memory-steps", type=positive(int), default=200_000,
+                   help="free-running steps over which resident memory is watched")
+    p.add_argument("--rtt-count", type=positive(int), default=2000,
+                   help="serial round trips timed over a pty")
+    p.add_argument("--baud", type=positive(int), default=115200,
+                   help="baud rate whose wire time the round trips are compared with")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic robot and agent")
+    p.add_argument("--out", default="results/loop", help="folder for the histogram PNG")
     add_engine_options(p)
     p.set_defaults(backend="planning")
     add_record_options(p)

@@ -10,6 +10,16 @@ import argparse
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return _build_engine(args)
+    except Interrupted as stop:
+        raise stop.saying("no engine was written (engines are written whole, at the end): the "
+                          "cache is as it was; run the command again") from None
+
+
+def _build_engine(args: argparse.Namespace) -> int:
     from rlfm_edge.inference.tensorrt_backend import ensure_engine, unavailable_reason
 
     reason = unavailable_reason()

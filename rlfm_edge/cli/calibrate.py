@@ -1,16 +1,43 @@
-"""`rlfm-edge calibrate`: INT8 Q/DQ ONNX (model.int8.onnx) from a calibration set of statistics."""
+"""`rlfm-edge calibrate`: INT8 Q/DQ ONNX (model.int8.onnx) from a calibration set of statistics.
+
+With no options it remakes the shipped model's mixed-precision INT8 file byte for byte: 128
+prior samples (seed 0), min-max ranges, and the 24 MatMuls whose INT8 costs the most greedy
+agreement (ranked on 100 prior MDPs, seed 1234) kept in float. ``--keep-float 0`` gives the
+all-INT8 file. BENCHMARKS.md ("INT8 per-layer sensitivity") shows what each count buys.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+# The shipped INT8 file keeps this many MatMuls in float, read off the sensitivity curve
+# against the 99% greedy-agreement target (BENCHMARKS.md: "INT8 per-layer sensitivity" for
+# the export before dynamic sizes, "Policy refresh near the CPU's limit (issue 28)" for this one).
+SHIPPED_KEEP_FLOAT = 24
+
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return _calibrate(args)
+    except Interrupted as stop:
+        cache = args.calibration_set
+        kept = (f"; the calibration set in {cache} is kept if it was written, and reused"
+                if cache else "")
+        raise stop.saying(f"{Path(args.model) / 'model.int8.onnx'} is as it was (written only "
+                          f"at the end, atomically){kept}; run the command again") from None
+
+
+def _calibrate(args: argparse.Namespace) -> int:
     from calibration.calibset import build_calibration_set, load_calibration_set, save_calibration_set
     from calibration.quantize import quantize_qdq, write_int8
     from rlfm_edge.inference.onnx_backend import read_spec
+    from rlfm_edge.model.io import DEFAULT_MODEL_DIR
 
+    if args.model is None:
+        args.model = str(DEFAULT_MODEL_DIR)
     _, spec = read_spec(args.model, "fp32")
     if args.keep_float < 0:
         raise ValueError(f"--keep-float: expected a count >= 0, got {args.keep_float}")
@@ -47,20 +74,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="INT8 (Q/DQ) ONNX of an exported model",
-                              description=__doc__)
-    p.add_argument("--model", required=True, help="model directory holding model.onnx (see `export`)")
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None,
+                   help="model directory holding model.onnx (see `export`); default: the "
+                   "shipped model")
     p.add_argument("--samples", type=int, default=128, help="calibration samples from the synthetic prior")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior's calibration samples")
     p.add_argument("--log", action="append", default=[], metavar="MCAP",
-                   help="recorded robot log (rlfm-edge MCAP) to calibrate on too (repeatable)")
+                   help="recorded robot log to calibrate on too: an rlfm-edge MCAP file or a "
+                        "folder of its segments (repeatable)")
     p.add_argument("--stats", action="append", default=[], metavar="NPZ",
                    help="saved CountStats file to calibrate on too (repeatable; needs --horizon)")
     p.add_argument("--horizon", type=int, default=None, help="episode length for --stats files")
     p.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="activation range estimator")
-    p.add_argument("--keep-float", type=int, default=0, metavar="K",
-                   help="mixed precision: then keep the K MatMuls whose INT8 costs most greedy "
-                        "agreement in float (benchmarks/int8_sensitivity.py shows what each K buys)")
+    p.add_argument("--keep-float", type=int, default=SHIPPED_KEEP_FLOAT, metavar="K",
+                   help="mixed precision: keep the K MatMuls whose INT8 costs the most greedy "
+                   "agreement in float; 0 quantizes every one")
     p.add_argument("--rank-mdps", type=int, default=100,
                    help="prior MDPs that rank the layers for --keep-float")
     p.add_argument("--rank-seed", type=int, default=1234,

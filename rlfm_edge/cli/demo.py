@@ -71,6 +71,18 @@ def plot_curves(curves: dict[str, np.ndarray], path: Path, window: int, title: s
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        return _demo(args)
+    except Interrupted as stop:
+        log = Path(args.out) / "agent_log"
+        kept = f"; the agent's MCAP log is in {log}" if args.log and log.is_dir() else ""
+        raise stop.saying(f"the plot and summary.json are written at the end: nothing in "
+                          f"{args.out} yet{kept}; run the command again") from None
+
+
+def _demo(args: argparse.Namespace) -> int:
     from rlfm_edge.runtime import RandomActor, RobotConfig
     from rlfm_edge.sim_robot import CARTPOLE_CONFIG, serve_sim
 
@@ -79,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = RobotConfig.from_dict({**CARTPOLE_CONFIG, "seed": args.seed,
                                     "control_period_s": 1.0 / args.rate}, source="demo config")
     if args.log:
-        config.log_path = out / "agent.mcap"
+        config.log_path = out / "agent_log"
     engine = engine_from_args(args, (config.n_states, config.n_actions))
     agent = config.make_agent(engine)
     print(f"demo: {agent!r} ({engine.backend}, {engine.precision}) vs a simulated CartPole robot "
@@ -105,10 +117,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     curves = {name: np.array([e.ret for e in session.episodes if not e.cut])
               for name, session in (("agent", learned), ("random", baseline))}
     window = max(1, min(10, args.episodes // 4))
-    png = plot_curves(curves, out / "learning_curve.png", window,
+    plot_curves(curves, out / "learning_curve.png", window,
                       f"CartPole over a serial pty: {engine.backend} agent vs random")
     k = max(1, min(10, args.episodes // 4))
     summary = {
+        "out": str(out),
         "config": {**sim, "backend": engine.backend, "precision": engine.precision,
                    "model": args.model, "horizon": config.horizon, "n_states": agent.n_states,
                    "machine": platform.machine(), "python": platform.python_version()},
@@ -129,24 +142,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
         }
     summary["runs"]["agent"]["agent_counters"] = {
         k2: v for k2, v in vars(counters).items() if not isinstance(v, float) or math.isfinite(v)}
+    summary["counter_meanings"] = COUNTER_MEANINGS
+    if config.log_path is not None:
+        summary["mcap_log"] = str(config.log_path)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    a, b = summary["runs"]["agent"], summary["runs"]["random"]
-    print(f"agent: mean return {a['mean_return']:.1f} (first {k}: "
-          f"{a[f'mean_return_first_{k}']:.1f}, last {k}: {a[f'mean_return_last_{k}']:.1f}); "
-          f"random: {b['mean_return']:.1f}; {counters.refreshes} policy refreshes")
-    print(f"wrote {png} and {out / 'summary.json'}")
+    print(summary_text(summary, k, 1000.0 / args.rate))
     return 0
+
+
+# What the demo's counters mean (names as in summary.json), printed beside them.
+COUNTER_MEANINGS = {
+    "refreshes": "policies recomputed from the statistics by the background thread",
+    "late_refreshes": "refreshes slower than one control tick; the agent kept acting on the "
+                      "previous policy meanwhile (usual on a CPU at 200 Hz, where a refresh "
+                      "takes several ticks)",
+    "clipped_values": "observation values outside the discretizer's [low, high], counted in the "
+                      "end bins (CartPole's velocities leave the range as the pole falls)",
+    "repeats_answered": "observations the robot sent again because no ACTION came within its "
+                        "tick; answered with the action already chosen, not counted twice",
+    "frames_dropped": "serial frames the host discarded (bad CRC, duplicates, noise)",
+}
+
+
+def summary_text(summary: dict, k: int, tick_ms: float) -> str:
+    """The demo's closing lines: the returns, each counter with what it means, the files."""
+    a, b = summary["runs"]["agent"], summary["runs"]["random"]
+    values = {**a["agent_counters"], **a}
+    rows = [
+        f"agent: mean return {a['mean_return']:.1f} over {len(a['returns'])} episodes (first {k}: "
+        f"{a[f'mean_return_first_{k}']:.1f}, last {k}: {a[f'mean_return_last_{k}']:.1f}); "
+        f"random policy: {b['mean_return']:.1f}; control tick {tick_ms:g} ms",
+        *(f"  {name} {values[name]}: {meaning}" for name, meaning in COUNTER_MEANINGS.items()),
+    ]
+    out = Path(summary["out"])
+    files = [str(out / "learning_curve.png"), str(out / "summary.json")]
+    if "mcap_log" in summary:
+        files.append(f"the MCAP log {summary['mcap_log']} (`rlfm-edge replay` turns it into "
+                     "statistics)")
+    rows.append("wrote " + ", ".join(files))
+    return "\n".join(rows)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="a simulated robot over a serial pty, learning live",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--episodes", type=positive(int), default=40)
+    p.add_argument("--episodes", type=positive(int), default=40,
+                   help="episodes of the agent, then as many of a random policy")
     add_engine_options(p)
     p.add_argument("--out", default="results/demo", help="folder for the plot and summary.json")
     p.add_argument("--rate", type=positive(float), default=200.0, help="robot control rate, Hz")
     p.add_argument("--max-steps", type=positive(int), default=200, help="episode length cap")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log", action="store_true", help="also write the agent's MCAP log")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the simulated robot and of the agent's sampling")
+    p.add_argument("--log", action="store_true",
+                   help="also write the agent's MCAP transition log (a segment in OUT/agent_log/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -87,9 +87,9 @@ def format_info(info: dict) -> str:
     if "error" in inference:
         lines.append("inference backends: unavailable: " + inference["error"])
     else:
-        lines.append("inference backends:")
-        lines += [f"  {name:12s} {'available' if why is None else 'unavailable: ' + why}"
-                  for name, why in inference["backends"].items()]
+        from rlfm_edge.inference import format_backends
+
+        lines += ["inference backends:", format_backends(inference["backends"])]
     return "\n".join(lines)
 
 

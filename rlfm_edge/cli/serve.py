@@ -1,7 +1,8 @@
 """`rlfm-edge serve`: the agent against a robot over a serial port (protocol in the README).
 
 Runs until Ctrl-C or SIGTERM (or --episodes / --duration); the statistics are saved
-periodically and at exit, so the next start carries on from them.
+periodically and at exit, so the next start carries on from them. Exits 1 when the port
+never opened; a start that fails leaves every file as it was (docs/robot-data.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -67,16 +69,40 @@ def dropped_summary(counters) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rlfm_edge.runtime import RobotConfig, SerialAgentLoop
-    from rlfm_edge.serial.link import SerialLink
+    from rlfm_edge.interrupt import Interrupted
+
+    try:
+        config, agent = _start(args)
+    except Interrupted as stop:
+        raise stop.saying("stopped while starting: nothing was written, the statistics and "
+                          "logs are as they were") from None
+    return _serve(args, config, agent)
+
+
+def _start(args: argparse.Namespace):
+    """Everything checked and loaded before anything is written: config, log folder,
+    statistics, engine; then the agent (whose log segment appears with its first step)."""
+    from rlfm_edge.logs import check_log_folder
+    from rlfm_edge.runtime import RobotConfig
 
     config = RobotConfig.load(args.config)
     if args.stats is not None:
         config.stats_path = Path(args.stats)
     if args.log is not None:
         config.log_path = Path(args.log)
+    if config.log_path is not None:
+        check_log_folder(config.log_path)
+    persistence = config.persistence()
+    stats = (persistence.load_or_new(config.n_states, config.n_actions)
+             if persistence is not None else None)
     engine = engine_from_args(args, (config.n_states, config.n_actions))
-    agent = config.make_agent(engine)
+    return config, config.make_agent(engine, stats=stats, persistence=persistence)
+
+
+def _serve(args: argparse.Namespace, config, agent) -> int:
+    from rlfm_edge.runtime import SerialAgentLoop
+    from rlfm_edge.serial.link import SerialLink
+
     print(f"serving {agent!r} on {args.port} at {args.baud} baud; S={agent.n_states} "
           f"(terminal state: {agent.has_terminal_state}), horizon {config.horizon}; Ctrl-C stops")
 
@@ -89,16 +115,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     link = SerialLink(args.port, args.baud)
     loop = SerialAgentLoop(link, agent, on_episode=report)
     stop = threading.Event()
+    stopped_by = None
     with stop_on_sigterm(stop):
         try:
             loop.run(max_episodes=args.episodes, duration_s=args.duration, stop=stop)
         except KeyboardInterrupt:
-            print("stopping")
+            stopped_by = "Ctrl-C"
         finally:
             link.close()
             agent.close()
     if stop.is_set():
-        print("stopped by SIGTERM")
+        stopped_by = "SIGTERM"
     c, lc = agent.counters, loop.counters
     print(f"{lc.episodes} episodes, {c.transitions} transitions, {c.refreshes} refreshes "
           f"({c.late_refreshes} late, {c.refresh_failures} failed); {lc.invalid_observations} "
@@ -107,18 +134,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{link.counters.disconnects} disconnects; statistics saved {c.saves} times "
           f"({c.save_failures} failures)" + (f" to {config.stats_path}" if config.stats_path
                                              else ""))
+    if link.counters.connects == 0:
+        print(f"rlfm-edge serve: never connected to {args.port} ({link.counters.connect_failures} "
+              f"attempts); nothing was written, the statistics and logs are as they were",
+              file=sys.stderr)
+        return 1
+    print(("stopped by " + stopped_by + "; " if stopped_by else "") + kept_summary(agent)
+          + "; start again to carry on from them")
     return 0
+
+
+def kept_summary(agent) -> str:
+    """What a run left on disk: its statistics file and its log segment."""
+    persistence, logger = agent.persistence, agent.transition_log
+    parts = []
+    if persistence is not None:
+        parts.append(f"statistics in {persistence.path} ({agent.stats.n_transitions} transitions"
+                     + (f", {agent.counters.save_failures} saves failed" if
+                        agent.counters.save_failures else "") + ")")
+    else:
+        parts.append("statistics not kept (no statistics path)")
+    if logger is not None:
+        parts.append(f"log segment {logger.path}" if logger.path.exists()
+                     else "no log segment (no step)")
+    return "; ".join(parts)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="run the agent against a robot over a serial port",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--port", required=True, help="serial device (e.g. /dev/ttyUSB0) or pyserial URL")
-    p.add_argument("--baud", type=positive(int), default=115200)
+    p.add_argument("--baud", type=positive(int), default=115200, help="serial baud rate")
     p.add_argument("--config", required=True, help="robot YAML (see examples/cartpole_robot.yaml)")
     add_engine_options(p)
     p.add_argument("--stats", default=None, help="statistics file (overrides the config)")
-    p.add_argument("--log", default=None, help="MCAP transition log (overrides the config)")
+    p.add_argument("--log", default=None,
+                   help="folder of MCAP transition logs, one segment per start (overrides the config)")
     p.add_argument("--episodes", type=positive(int), default=None,
                    help="stop after this many complete episodes")
     p.add_argument("--duration", type=positive(float), default=None, help="stop after seconds")

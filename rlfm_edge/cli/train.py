@@ -1,12 +1,19 @@
-"""`rlfm-edge train`: train the policy GAT from a YAML config (host side, needs the train extra)."""
+"""`rlfm-edge train`: generate synthetic-MDP data and train the policy GAT from a YAML config.
+
+Host side; needs the ``train`` extra. Data shards and checkpoints are reused and resumed, and
+the result is a model directory (weights, config, manifest, training record) that ``export``
+turns into ONNX. The recipes are in docs/training.md.
+"""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train the policy GAT on synthetic MDPs")
+    p = subparsers.add_parser("train", help="train the policy GAT on synthetic MDPs",
+                              description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="training/configs/default.yaml",
-                   help="training YAML (see training/configs/)")
+                   help="training YAML (training/configs/quick.yaml checks the pipeline in "
+                   "seconds; see docs/training.md)")
     p.set_defaults(func=run)
 
 

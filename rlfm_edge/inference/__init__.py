@@ -23,7 +23,8 @@ from rlfm_edge.inference.base import ModelLimitError, PolicyEngine
 from rlfm_edge.inference.timing import refresh_stats, time_calls_ms
 from rlfm_edge.stats import CountStats
 
-__all__ = ["PolicyEngine", "ModelLimitError", "FallbackEngine", "make_engine", "available_backends"]
+__all__ = ["PolicyEngine", "ModelLimitError", "FallbackEngine", "make_engine", "available_backends",
+           "format_backends"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ def _reason_unavailable(name: str) -> str | None:
 def available_backends() -> dict[str, str | None]:
     """Backend name -> None if usable here, else the reason it is not."""
     return {name: _reason_unavailable(name) for name in {**_BACKENDS, **_MODEL_FREE}}
+
+
+def format_backends(reasons: dict[str, str | None]) -> str:
+    """One line per backend, "  torch        available" or "  tensorrt     unavailable: why":
+    how `rlfm-edge info` and a failed engine start show ``available_backends()``-style dicts."""
+    return "\n".join(f"  {name:12s} {'available' if why is None else 'unavailable: ' + why}"
+                     for name, why in reasons.items())
 
 
 class FallbackEngine(PolicyEngine):
@@ -132,7 +140,7 @@ def _auto(model, precision: str, probe_size: tuple[int, int] | None, **kw) -> Po
             reasons[name] = str(exc)
             log.warning("inference backend %s/%s cannot start (%s); trying the next", name, p, exc)
     if not timed:
-        raise RuntimeError(f"no inference backend can run here: {reasons}")
+        raise RuntimeError("no inference backend can run here:\n" + format_backends(reasons))
     timed.sort(key=lambda t: t[0])
     best = timed[0][2]
     # The winner is kept; the others are rebuilt only if it fails, so their memory is freed now.

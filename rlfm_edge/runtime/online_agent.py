@@ -1,4 +1,4 @@
-"""The robot's control-loop agent: discretize, count, act from the latest policy, never wait.
+"""The robot's control-loop agent: discretize, count, act from the latest policy.
 
 ``step(observation, reward)`` does O(1) pure-Python work in the caller's thread: it
 discretizes the observation, queues the transition it closes, reads the latest policy and
@@ -17,19 +17,31 @@ A refresh is requested every ``refresh_every`` transitions, when a (state, actio
 tried for the first time (the statistics changed qualitatively), and at episode ends. Requests
 made while a refresh runs coalesce into one. A refresh slower than ``deadline_s`` (one control
 tick) is counted late; until it finishes, and if it raises or returns a malformed policy, the
-last good policy stays in use. Before the first good policy the agent takes the safe action:
-``safe_action`` if given, else an action drawn uniformly at random (which explores, and that
-is what the statistics need; give a stop/no-op action where a random one is unsafe).
+last good policy stays in use.
+
+A robot that steps faster than a refresh would otherwise act on ever older policies (requests
+coalesce, so it gets one refresh per refresh-time of steps, whatever ``refresh_every`` says).
+``max_policy_lag`` bounds that: a step waits for a requested refresh once the request is this
+many transitions old. At the usual tick (a refresh well inside ``refresh_every`` ticks) it never
+waits; 0 makes every step wait for the refresh it requested, which is what a simulated-time
+benchmark needs to be deterministic; None never waits.
+
+Before the first good policy the agent takes the safe action: ``safe_action`` if given, else
+an action drawn uniformly at random (which explores, and that is what the statistics need;
+give a stop/no-op action where a random one is unsafe).
 
 Rewards: the reward passed with an observation is the one earned by the previous action.
 At an episode's first step there is no previous action, and the reward is ignored.
 
-Episodes that end by failure (a pole falls, a robot tips over) must look different from
-episodes that simply stop, or the counts cannot tell falling from carrying on. With
-``terminal_state=True`` the agent has one extra state, index ``discretizer.n_states``:
-``terminate(reward)`` records the last transition as entering it, plus one zero-reward
-self-loop per action, so the statistics say the state is absorbing and worth nothing (an
-untried state would look promising to an optimistic planner or to the model).
+Episodes that end by failure (a pole falls, a robot tips over) or by reaching a goal (a
+mountain car at the flag) must look different from episodes that simply stop at a time
+limit, or the counts cannot tell falling from carrying on. ``terminal_state`` names the
+absorbing states the agent keeps after the discretizer's (``TERMINAL_KINDS``, in that order):
+"failure" is worth 0 per step, "goal" the top reward 1 per step (the [0, 1] image of "minus one
+per step until the goal"). ``terminate(reward, kind=...)`` records the last transition as
+entering one, plus one self-loop per action at its worth, so the statistics say the state is
+absorbing and what it is worth (an untried state would look promising to an optimistic
+planner or to the model).
 """
 
 from __future__ import annotations
@@ -65,7 +77,28 @@ from rlfm_edge.stats import CountStats
 log = logging.getLogger(__name__)
 
 MODES = ("greedy", "sample")
+TERMINAL_KINDS = {"failure": 0.0, "goal": 1.0}  # absorbing state -> its reward per step
+
+
+def terminal_kinds(terminal_state: bool | str | None) -> tuple[str, ...]:
+    """The absorbing states a ``terminal_state`` setting asks for, in state-index order.
+
+    False/None: none; True or "failure": a failure state; "goal": a goal state; "both": both.
+    The first is the kind a termination enters when the robot does not say which.
+    """
+    if terminal_state is None or terminal_state is False:
+        return ()
+    if terminal_state is True:
+        return ("failure",)
+    if terminal_state == "both":
+        return tuple(TERMINAL_KINDS)
+    if terminal_state in TERMINAL_KINDS:
+        return (terminal_state,)
+    raise ValueError(f"terminal_state: expected false, true, 'failure', 'goal' or 'both', got "
+                     f"{terminal_state!r}")
 _RESET = object()  # bookkeeper queue marker: statistics were reset
+# Bookkeeper queue items: (prev_state, prev_action, reward, state) is a transition for the
+# statistics; a longer tuple is a step record for the MCAP log (queued only with a log).
 
 
 class InvalidObservation(ValueError):
@@ -108,6 +141,7 @@ class AgentCounters:
     rejected_observations: int = 0
     clipped_values: int = 0
     step_overruns: int = 0  # steps that themselves took longer than deadline_s
+    policy_waits: int = 0  # steps that waited for a refresh (max_policy_lag)
     saves: int = 0
     save_failures: int = 0
     log_failures: int = 0  # steps the MCAP log could not take (disk full)
@@ -135,9 +169,12 @@ class OnlineAgent:
         anneal_visits: cool each state's temperature as it is visited
             (``state_temperatures``); None keeps it fixed.
         refresh_every: request a refresh after this many new transitions.
+        max_policy_lag: a step waits for a requested refresh once the request is this many
+            transitions old (0: every step acts on a policy of all it has seen; None: never
+            wait).
         deadline_s: the control tick; slower refreshes and steps are counted.
         safe_action: action before the first good policy; None = uniform random.
-        terminal_state: add the absorbing terminal state that ``terminate`` enters.
+        terminal_state: the absorbing states ``terminate`` enters (``terminal_kinds``).
         stats: initial statistics; else loaded through ``persistence``, else empty.
         persistence: periodic and final saving; ``transition_log``: MCAP step logger,
             owned (closed) by the agent.
@@ -148,9 +185,10 @@ class OnlineAgent:
     def __init__(self, discretizer: Discretizer, engine: PolicyEngine, horizon: int,
                  n_actions: int, *, mode: str = "sample", temperature: float = DEFAULT_TEMPERATURE,
                  anneal_visits: float | None = DEFAULT_ANNEAL_VISITS,
-                 refresh_every: int = 10, refresh_on_new_pair: bool = True,
+                 refresh_every: int = 10, max_policy_lag: int | None = 10,
+                 refresh_on_new_pair: bool = True,
                  refresh_on_episode_end: bool = True, deadline_s: float = 0.01,
-                 safe_action: int | None = None, terminal_state: bool = False,
+                 safe_action: int | None = None, terminal_state: bool | str = False,
                  seed: int = 0,
                  stats: CountStats | None = None, persistence: StatsPersistence | None = None,
                  transition_log: TransitionLogger | None = None, refresh_niceness: int = 10) -> None:
@@ -162,6 +200,9 @@ class OnlineAgent:
                         ("refresh_every", refresh_every)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if max_policy_lag is not None and (isinstance(max_policy_lag, bool) or not isinstance(
+                max_policy_lag, (int, np.integer)) or max_policy_lag < 0):
+            raise ValueError(f"max_policy_lag: expected None or an integer >= 0, got {max_policy_lag!r}")
         if not deadline_s > 0:
             raise ValueError(f"deadline_s: expected > 0, got {deadline_s!r}")
         if isinstance(refresh_niceness, bool) or not isinstance(refresh_niceness, int) \
@@ -170,11 +211,12 @@ class OnlineAgent:
         if safe_action is not None and not 0 <= safe_action < n_actions:
             raise ValueError(f"safe_action: expected None or an action in [0, {n_actions}), "
                              f"got {safe_action!r}")
-        discretizer.check_fits(engine.max_states - bool(terminal_state))
+        kinds = terminal_kinds(terminal_state)
+        discretizer.check_fits(engine.max_states - len(kinds))
         if n_actions > engine.max_actions:  # before the statistics are allocated
             raise ModelLimitError(f"n_actions: {n_actions} actions but the {engine.backend} engine "
                                   f"serves at most {engine.max_actions}")
-        S = discretizer.n_states + bool(terminal_state)
+        S = discretizer.n_states + len(kinds)
         if stats is None:
             stats = (persistence.load_or_new(S, n_actions) if persistence is not None
                      else CountStats(S, n_actions))
@@ -186,8 +228,8 @@ class OnlineAgent:
         self.discretizer = discretizer
         self.engine = engine
         self.n_states = S
-        # index of the absorbing terminal state, None without one
-        self.terminal_index: int | None = discretizer.n_states if terminal_state else None
+        # absorbing state per kind, after the discretizer's states
+        self.terminal_indices = {k: discretizer.n_states + i for i, k in enumerate(kinds)}
         self.horizon = int(horizon)
         self.n_actions = int(n_actions)
         self.mode = mode
@@ -195,6 +237,7 @@ class OnlineAgent:
         self.anneal_visits = (None if anneal_visits is None
                               else check_positive_float("anneal_visits", anneal_visits))
         self.refresh_every = int(refresh_every)
+        self.max_policy_lag = None if max_policy_lag is None else int(max_policy_lag)
         self.refresh_on_new_pair = refresh_on_new_pair
         self.refresh_on_episode_end = refresh_on_episode_end
         self.deadline_s = float(deadline_s)
@@ -216,6 +259,8 @@ class OnlineAgent:
         # background machinery
         self._queue: deque = deque()
         self._requested_gen = 0
+        self._pending: deque[tuple[int, int]] = deque()  # (ticket, transitions at request)
+        self._gave_up_at: int | None = None  # _done_gen when a wait timed out
         self._snapshot_gen = 0
         self._done_gen = 0
         self._mailbox: tuple[int, CountStats] | None = None
@@ -259,6 +304,20 @@ class OnlineAgent:
             c.rejected_observations += 1
             raise InvalidObservation(str(exc)) from None
 
+        if prev is not None:
+            c.transitions += 1
+            self._since_request += 1
+            self._queue.append((prev[0], prev[1], reward, s))
+            pair = prev[0] * self.n_actions + prev[1]
+            first_try = not self._tried[pair]
+            self._tried[pair] = 1
+            if self._since_request >= self.refresh_every or (self.refresh_on_new_pair and first_try):
+                if self._pending:  # first the request before, so that the two do not coalesce
+                    self._wait_if_lagging()
+                self.request_refresh()
+        if self._pending:
+            self._wait_if_lagging()
+
         policy = self._policy
         if policy is None:
             c.safe_actions += 1
@@ -274,22 +333,36 @@ class OnlineAgent:
         if start is not None and not self._late_flagged and t0 - start > self.deadline_s:
             self._flag_late()
         c.steps += 1
-        obs = np.array(observation, np.float32) if self.transition_log is not None else None
+        if self.transition_log is not None:
+            self._queue.append((self._episode, c.steps, np.array(observation, np.float32), s, a,
+                                reward, prev, int((time.perf_counter() - t0) * 1e9),
+                                time.time_ns()))
         dt = time.perf_counter() - t0  # after the copy for the log: the caller waits for it too
         c.last_step_latency_s = dt
         if dt > self.deadline_s:
             c.step_overruns += 1
-        self._queue.append((self._episode, c.steps, obs, s, a, reward, prev, int(dt * 1e9)))
-
-        if prev is not None:  # after queueing, so the refresh's snapshot has this transition
-            c.transitions += 1
-            self._since_request += 1
-            pair = prev[0] * self.n_actions + prev[1]
-            first_try = not self._tried[pair]
-            self._tried[pair] = 1
-            if self._since_request >= self.refresh_every or (self.refresh_on_new_pair and first_try):
-                self.request_refresh()
         return a
+
+    def _wait_if_lagging(self) -> None:
+        """Wait for the oldest unfinished refresh request once it is max_policy_lag old.
+
+        An engine that hangs costs one bounded wait: until a refresh finishes again, none.
+        """
+        pending, done = self._pending, self._done_gen
+        while pending and pending[0][0] <= done:
+            pending.popleft()
+        if not pending or self._c.transitions - pending[0][1] < self.max_policy_lag:
+            return
+        if self._gave_up_at == done:
+            pending.clear()
+            return
+        self._c.policy_waits += 1
+        timeout = max(1.0, 100 * self.deadline_s)
+        if not self.wait_refreshed(pending[0][0], timeout=timeout):
+            log.warning("a policy refresh is still running after %.1f s; acting on the last policy "
+                        "and not waiting again until a refresh finishes", timeout)
+            self._gave_up_at = done
+            pending.clear()
 
     def end_episode(self) -> None:
         """The next step starts a new episode (its reward is ignored)."""
@@ -299,17 +372,23 @@ class OnlineAgent:
         if self.refresh_on_episode_end:
             self.request_refresh()
 
-    def terminate(self, reward: float, observation=None) -> None:
-        """End the episode in the absorbing terminal state; ``reward`` is the last action's.
+    def terminate(self, reward: float, observation=None, kind: str | None = None) -> None:
+        """End the episode in an absorbing state; ``reward`` is the last action's.
 
-        ``observation`` (optional, only logged) is what the robot saw as it ended. Raises
-        InvalidObservation (nothing changed) for a non-finite reward or an observation that
-        ``step`` would refuse, ValueError without ``terminal_state``.
+        ``kind`` is "failure" or "goal" (None: the first of ``terminal_state``); ``observation``
+        (optional, only logged) is what the robot saw as it ended. Raises InvalidObservation
+        (nothing changed) for a non-finite reward or an observation that ``step`` would refuse,
+        ValueError for a kind the agent was not built with.
         """
-        T = self.terminal_index
-        if T is None:
+        if not self.terminal_indices:
             raise ValueError("terminate: this agent has no terminal state; construct it with "
-                             "terminal_state=True")
+                             "terminal_state='failure', 'goal' or 'both'")
+        if kind is None:
+            kind = next(iter(self.terminal_indices))
+        if kind not in self.terminal_indices:
+            raise ValueError(f"terminate: kind {kind!r} is not one of this agent's terminal states "
+                             f"{tuple(self.terminal_indices)}")
+        T, worth = self.terminal_indices[kind], TERMINAL_KINDS[kind]
         reward = float(reward)
         if not math.isfinite(reward):
             self._c.rejected_observations += 1
@@ -322,15 +401,19 @@ class OnlineAgent:
                 raise InvalidObservation(str(exc)) from None
         prev = self._prev
         if prev is not None:
-            obs = (np.array(observation, np.float32).ravel()
-                   if self.transition_log is not None and observation is not None
-                   else np.zeros(0, np.float32))
-            self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0))
+            self._queue.append((prev[0], prev[1], reward, T))
             self._tried[prev[0] * self.n_actions + prev[1]] = 1
             for a in range(self.n_actions):
                 self._tried[T * self.n_actions + a] = 1
-                self._queue.append((self._episode, self._c.steps, np.zeros(0, np.float32), T, -1,
-                                    0.0, (T, a), 0))
+                self._queue.append((T, a, worth, T))
+            if self.transition_log is not None:
+                obs = (np.zeros(0, np.float32) if observation is None
+                       else np.array(observation, np.float32).ravel())
+                stamp = time.time_ns()
+                self._queue.append((self._episode, self._c.steps, obs, T, -1, reward, prev, 0, stamp))
+                for a in range(self.n_actions):
+                    self._queue.append((self._episode, self._c.steps, np.zeros(0, np.float32), T,
+                                        -1, worth, (T, a), 0, stamp))
             self._c.transitions += 1
         self.end_episode()
 
@@ -352,7 +435,7 @@ class OnlineAgent:
         with self._stats_lock:
             self._drain()
             if path is None:
-                return self.persistence.save(self._stats)
+                return self.persistence.save(self._stats, force=True)
             try:
                 self._stats.save(path, keep_previous=True)
             except OSError as exc:
@@ -365,6 +448,8 @@ class OnlineAgent:
         """Ask for a policy refresh from the statistics as they are now; returns its ticket."""
         self._since_request = 0
         self._requested_gen += 1
+        if self.max_policy_lag is not None:
+            self._pending.append((self._requested_gen, self._c.transitions))
         self._book_wake.set()
         return self._requested_gen
 
@@ -384,7 +469,12 @@ class OnlineAgent:
 
     @property
     def has_terminal_state(self) -> bool:
-        return self.terminal_index is not None
+        return bool(self.terminal_indices)
+
+    @property
+    def terminal_index(self) -> int | None:
+        """The state a termination enters by default, None without one."""
+        return next(iter(self.terminal_indices.values()), None)
 
     @property
     def has_policy(self) -> bool:
@@ -412,19 +502,26 @@ class OnlineAgent:
             item = q.popleft()
             if item is _RESET:
                 stats.reset()
-                continue
-            episode, step, obs, s, a, r, prev, latency_ns = item
-            if prev is not None:
-                stats.update(prev[0], prev[1], r, s)
-            if logger is not None:
+            elif len(item) == 4:
+                stats.update(*item)
+            else:
+                episode, step, obs, s, a, r, prev, latency_ns, stamp = item
                 p_s, p_a = prev if prev is not None else (-1, -1)
                 try:
                     logger.write(episode, step, obs.ravel(), s, a, r if r is not None else 0.0,
-                                 p_s, p_a, latency_ns)
+                                 p_s, p_a, latency_ns, stamp)
                 except OSError as exc:
-                    self._c.log_failures += 1
-                    if self._c.log_failures == 1:
-                        log.error("cannot write the transition log (%s); steps go unlogged", exc)
+                    self._log_failed(exc)
+        if logger is not None:
+            try:
+                logger.flush_if_due()  # also while the robot is idle: the crash-loss bound holds
+            except OSError as exc:
+                self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        self._c.log_failures += 1
+        if self._c.log_failures == 1:
+            log.error("cannot write the transition log (%s); steps go unlogged", exc)
 
     def _bookkeeper_loop(self) -> None:
         while True:

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import serial
 
-from rlfm_edge.serial.protocol import FrameDecoder, Heartbeat, Message, encode_frame
+from rlfm_edge.serial.protocol import (
+    WARN_EVERY_S,
+    FrameDecoder,
+    Heartbeat,
+    Message,
+    RateLimitedWarnings,
+    encode_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +51,13 @@ class SerialLink:
 
     ``heartbeat_s``: a HEARTBEAT is sent when nothing was sent for that long (0 disables).
     Backoff between reconnect attempts doubles from ``backoff_initial_s`` to
-    ``backoff_max_s`` and resets after a successful open.
+    ``backoff_max_s`` and resets after a successful open. A port that cannot be opened is
+    reported at the first failure, then every ``warn_every_s`` while it stays away.
     """
 
     def __init__(self, port: str, baudrate: int = 115200, *, heartbeat_s: float = 0.5,
                  backoff_initial_s: float = 0.05, backoff_max_s: float = 2.0,
-                 read_timeout_s: float = 0.005,
+                 read_timeout_s: float = 0.005, warn_every_s: float = WARN_EVERY_S,
                  opener: Callable[[str, int, float], serial.SerialBase] = open_serial) -> None:
         self.port_name = port
         self.baudrate = baudrate
@@ -68,6 +76,7 @@ class SerialLink:
         self._last_sent = 0.0
         self._failures_in_row = 0
         self._next_attempt = 0.0
+        self._warnings = RateLimitedWarnings(log, warn_every_s)  # a port that stays away: steady news
 
     @property
     def connected(self) -> bool:
@@ -85,8 +94,11 @@ class SerialLink:
                         self.backoff_initial_s * 2 ** min(self._failures_in_row, 30))
             self._failures_in_row += 1
             self._next_attempt = time.monotonic() + delay
-            if self._failures_in_row == 1:
-                log.warning("cannot open %s (%s); retrying with backoff", self.port_name, exc)
+            self._warnings.warn("connect_failures", self.counters.connect_failures,
+                                f"cannot open {self.port_name} ({exc}); "
+                                + ("retrying with backoff" if self.counters.connects else
+                                   f"never connected in {time.monotonic() - self._started:.0f} s, "
+                                   f"retrying with backoff"))
             return False
         self._failures_in_row = 0
         self.counters.connects += 1

@@ -5,7 +5,7 @@ Frame on the wire: ``COBS(payload + crc16(payload)) + 0x00``. The payload is
 (CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor) too. COBS
 removes every 0x00 from the frame so 0x00 marks frame ends, and a receiver that starts
 mid-stream or sees garbage resynchronises at the next 0x00. The layout is documented for
-firmware authors in the README ("Serial protocol") and examples/rlfm_protocol.h.
+firmware authors in docs/serial-protocol.md and examples/rlfm_protocol.h.
 
 Bodies:
   OBSERVATION (robot -> host): n:u16, obs:f32[n], reward:f32, flags:u8
