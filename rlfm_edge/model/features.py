@@ -214,8 +214,9 @@ def plan_features(g: GraphFeatures, horizon: int) -> np.ndarray:
     V = x[:, :S]
     for h in range(1, horizon + 1):
         Q = (M @ x.reshape(-1)).reshape(2, A + 1, S)
-        np.minimum(Q[1], h * r_top, out=Q[1])
         np.max(Q, axis=1, out=V)
+        np.minimum(V[1], h * r_top, out=V[1])  # the cap commutes with the max: S values, not S*A
+    np.minimum(Q[1], horizon * r_top, out=Q[1])
     Q = Q[:, :A].transpose(0, 2, 1)  # back to (2, S, A)
     q_hat = np.where(tried.reshape(S, A), Q[0], 0.0)
     return (np.stack([q_hat, q_hat - V[0, :, None], Q[1], Q[1] - V[1, :, None]], axis=-1
