@@ -70,8 +70,8 @@ class TrainConfig:
     data: dict = field(default_factory=dict)  # DataConfig fields
 
     def __post_init__(self) -> None:
-        """Every field checked, types and values, with the model, prior and data sections and
-        the files they name: a bad config fails here, not after the data were made."""
+        """Every field checked, types and values, with the model, prior and data sections: a bad
+        config fails here, not after the data were made (the files it names: check_files)."""
         check_fields(TrainConfig, {f.name: getattr(self, f.name) for f in fields(self)})
         for name, minimum in (("n_examples", 1), ("n_val", 1), ("epochs", 1), ("batch_size", 1),
                               ("workers", 1)):
@@ -87,6 +87,10 @@ class TrainConfig:
         if data.max_successors != model.max_successors:
             raise ValueError(f"data.max_successors={data.max_successors} must equal "
                              f"model.max_successors={model.max_successors}")
+
+    def check_files(self) -> None:
+        """The files the config names exist and fit: init_from's model, data.model_dir, replay_dirs."""
+        model, _, data = self.sections()
         if data.model_dir and not Path(data.model_dir).is_dir():
             raise ValueError(f"data.model_dir: {data.model_dir} is not a model directory")
         if self.init_from:
@@ -113,15 +117,20 @@ class TrainConfig:
         return tuple(out)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, check_files: bool = True) -> TrainConfig:
+        """The config in ``path``, checked whole; ``check_files=False`` leaves the files it names
+        to ``check_files()`` (a pipeline's later rounds name models not trained yet)."""
         try:
             raw = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ValueError(f"{path}: cannot read training config ({exc})") from None
         try:
-            return cls(**check_fields(cls, {} if raw is None else raw))
+            cfg = cls(**check_fields(cls, {} if raw is None else raw))
+            if check_files:
+                cfg.check_files()
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+        return cfg
 
 
 def _replay_shards(extra: str) -> list[Path]:
@@ -200,6 +209,7 @@ def _leave_process_group() -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
+    cfg.check_files()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
@@ -322,16 +332,25 @@ def _resume_note(ckpt_path: Path, done: int, cfg: TrainConfig) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="training/configs/default.yaml")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--config", default="training/configs/default.yaml")
+    what.add_argument("--pipeline", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // int(os.environ.get("WORLD_SIZE", "1"))))
-    cfg = TrainConfig.from_yaml(args.config)  # checked whole before any work
+    if args.pipeline:
+        from training.pipeline import load, run
+
+        load(args.pipeline)  # every round checked before any work
+        job, again = (lambda: run(args.pipeline)), f"rlfm-edge train --pipeline {args.pipeline}"
+    else:
+        cfg = TrainConfig.from_yaml(args.config)  # checked whole before any work
+        job, again = (lambda: train(cfg)), f"rlfm-edge train --config {args.config}"
     with stop_signals():
         try:
-            train(cfg)
+            job()
         except Interrupted as stop:
-            print(f"{stop.line('train')} (rlfm-edge train --config {args.config})", file=sys.stderr)
+            print(f"{stop.line('train')} ({again})", file=sys.stderr)
             return stop.exit_code
     return 0
 
