@@ -113,5 +113,15 @@ def load_calibration_set(path: str | Path) -> tuple[list[dict[str, np.ndarray]],
         raise ValueError(f"{path}: calibration set not found") from None
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise ValueError(f"{path}: not a calibration set written by `rlfm-edge calibrate` ({exc})") from None
+    try:
+        expected = pad_features([], *meta["dims"]).as_dict()
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not a calibration set written by `rlfm-edge calibrate` "
+                         f"(no valid 'dims')") from None
+    for name, array in arrays.items():
+        if array.shape[1:] != expected[name].shape[1:]:
+            raise ValueError(f"{path}: input {name} has shape {list(array.shape[1:])} per sample, not "
+                             f"{list(expected[name].shape[1:])} (written by an older version, for another "
+                             f"input layout); delete it to rebuild")
     n = len(arrays[INPUT_NAMES[0]])
     return [{k: v[i:i + 1] for k, v in arrays.items()} for i in range(n)], meta

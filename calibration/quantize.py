@@ -30,7 +30,6 @@ from rlfm_edge.inference.onnx_backend import ONNX_FILES, read_spec
 from rlfm_edge.model.io import sha256_file
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
-HEAD_MATMULS = 3  # the policy head's first Linear, split into its (s, a) and state halves, and its last
 MAX_INT8_BYTES = 2_000_000
 
 
@@ -85,7 +84,7 @@ def quantize_qdq(model_dir: Path | str, samples: list[dict[str, np.ndarray]],
             )
         finally:
             root.setLevel(level)
-        model = onnx.load(str(tmp_out))
+        model = unshare_quantized_activations(onnx.load(str(tmp_out)), set(exclude))
     qspec = {**spec, "precision": "int8", "source_sha256": spec["sha256"],
              "quantization": {"format": "QDQ", "ops": list(QUANTIZED_OPS), "method": method,
                               "per_channel": per_channel, "symmetric": True,
@@ -115,25 +114,67 @@ def write_int8(model_dir: Path, model, qspec: dict) -> dict:
     return qspec
 
 
+def unshare_quantized_activations(model, float_nodes: set[str]):
+    """``model`` with every node but the quantized MatMul/Gemm (``float_nodes`` are kept in
+    float) reading the float activation itself where it read a quantized copy: ONNX
+    Runtime's quantizer lets the other readers of an activation that a MatMul quantizes (the
+    gather of the state rows, a reshape, an excluded MatMul) share its Q/DQ pair, which would
+    put INT8 error where the module docstring keeps float."""
+    graph = model.graph
+    producer = {out: n for n in graph.node for out in n.output}
+    for node in graph.node:
+        if node.op_type in QUANTIZED_OPS and node.name not in float_nodes:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    return model
+
+
 def float_linear_nodes(graph) -> list[str]:
     """Names of the MatMul/Gemm nodes kept in float (see the module docstring for why)."""
     import onnx
 
     raw = {i.name for i in graph.input}
-    for node in graph.node:  # a Reshape/Unsqueeze/Flatten of an input is still raw features
-        if node.op_type in ("Reshape", "Unsqueeze", "Flatten") and node.input[0] in raw:
+    for node in graph.node:  # a Reshape/Transpose/Unsqueeze/Flatten of an input is still raw features
+        if node.op_type in ("Reshape", "Transpose", "Unsqueeze", "Flatten") and node.input[0] in raw:
             raw.update(node.output)
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
     zero_one = {name for name, w in weights.items() if np.isin(w, (0, 1)).all()}
     linear = [n for n in graph.node if n.op_type in QUANTIZED_OPS]  # in topological order
     keep = {n.name for n in linear
             if n.input[0] in raw or n.input[1] in zero_one or n.input[1] not in weights}
-    keep.update(n.name for n in linear[-HEAD_MATMULS:])
+    keep.update(head_linear_nodes(graph))
     return [n.name for n in linear if n.name in keep]
 
 
+def head_linear_nodes(graph) -> set[str]:
+    """Names of the policy head's MatMul/Gemm nodes: the last Linear before the logits and
+    those feeding its input (the first Linear, split into its (s, a) and state halves),
+    found by walking back from the output through the other nodes."""
+    producer = {out: n for n in graph.node for out in n.output}
+    head: set[str] = set()
+    frontier = [o.name for o in graph.output]
+    for _ in range(2):  # two Linear layers deep
+        found, seen = [], set()
+        while frontier:
+            node = producer.get(frontier.pop())
+            if node is None or node.name in seen or node.op_type == "Shape":  # a shape is not a value
+                continue
+            seen.add(node.name)
+            if node.op_type in QUANTIZED_OPS:
+                found.append(node)
+            else:
+                frontier.extend(node.input)
+        head.update(n.name for n in found)
+        frontier = [i for n in found for i in n.input]
+    return head
+
+
 def greedy_agreement(reference, other, feats, clear_gap: float = 0.05,
-                     temperature: float = DEFAULT_TEMPERATURE) -> dict:
+                     temperature: float = DEFAULT_TEMPERATURE, pad_to: tuple[int, int] | None = None) -> dict:
     """How often ``other``'s greedy action is ``reference``'s, over the visited states of ``feats``.
 
     Both are engines of one model with ``run_padded`` (ONNX Runtime, torch, TensorRT), e.g.
@@ -142,12 +183,14 @@ def greedy_agreement(reference, other, feats, clear_gap: float = 0.05,
     logit difference on a visited state. The agent samples rather than takes the argmax, so
     ``mean_tv`` is what it feels: the total-variation distance between the two action
     distributions at ``temperature`` (the agent's before annealing), averaged over the visited states.
+    Each example is padded to its own size (padding changes no logit, FP32 or INT8), or to
+    ``pad_to`` (S, A) for an engine that runs one size only (a torch CUDA graph).
     """
     from rlfm_edge.calibration.calibset import calibration_inputs
 
     out = {"agree": 0, "total": 0, "clear_agree": 0, "clear_total": 0, "max_abs_diff": 0.0, "tv_sum": 0.0}
-    for g, x in zip(feats, calibration_inputs(feats, reference.max_states, reference.max_actions,
-                                              reference.max_successors), strict=True):
+    for g in feats:
+        (x,) = calibration_inputs([g], *(pad_to or (g.n_states, g.n_actions)), reference.max_successors)
         la = reference.run_padded(x)[0, :g.n_states, :g.n_actions]
         lb = other.run_padded(x)[0, :g.n_states, :g.n_actions]
         same = la.argmax(1) == lb.argmax(1)

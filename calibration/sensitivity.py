@@ -54,10 +54,14 @@ def dequantize_nodes(int8_model, fp32_model, names: set[str]):
             weight = dq.input[0].removesuffix("_quantized")  # ORT's name for a quantized initializer
             if weight not in float_weights:
                 raise ValueError(f"{node.name}: no float initializer {weight!r} in the FP32 model")
-            if weight not in present:
-                graph.initializer.append(float_weights[weight])
-                present.add(weight)
-            node.input[k] = weight
+            # A Gemm's quantized bias is dequantized under the float name itself: rename the copy.
+            name = weight if weight not in producer else f"{weight}_float"
+            if name not in present:
+                tensor = copy.deepcopy(float_weights[weight])
+                tensor.name = name
+                graph.initializer.append(tensor)
+                present.add(name)
+            node.input[k] = name
     return drop_unread(model)
 
 
@@ -81,12 +85,10 @@ class SessionEngine:
     """The two things ``greedy_agreement`` needs of an engine, over an in-memory ONNX model."""
 
     def __init__(self, model, max_states: int, max_actions: int, max_successors: int) -> None:
-        import onnxruntime as ort
+        from rlfm_edge.inference.onnx_backend import inference_session
 
-        from rlfm_edge.inference.onnx_backend import session_options
-
-        self.session = ort.InferenceSession(model.SerializeToString(), session_options(),
-                                            providers=["CPUExecutionProvider"])
+        self.session = inference_session(model.SerializeToString(), "int8",
+                                         providers=["CPUExecutionProvider"])
         self.max_states, self.max_actions, self.max_successors = max_states, max_actions, max_successors
 
     def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -66,6 +66,21 @@ def test_onnx_runtime_matches_torch_within_1e_4_on_valid_entries(exported, batch
         assert valid_logit_diff(got[b:b + 1], want[b:b + 1], S, A) <= 1e-4
 
 
+@pytest.mark.parametrize("S, A", [(SMAX, AMAX), (5, 3), (1, 1), (SMAX, 1)])
+def test_the_export_runs_at_each_statistics_own_size_and_equals_torch_there(exported, S, A):
+    src, out, spec = exported
+    assert spec["inputs"]["succ_attr"] == ["batch", "states", "actions", 4, 2]
+    feats = build_features(random_stats(np.random.default_rng(S * A), S, A, 15 * S * A), 7, 4)
+    own = pad_features([feats], S, A, 4).as_dict()
+    got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, own)[0]
+    dense = DenseGAT(load_model(src)).eval()
+    with torch.inference_mode():
+        full = pad_features([feats], SMAX, AMAX, 4).as_dict()
+        padded = dense(*(torch.from_numpy(v) for v in full.values()))
+    assert got.shape == (1, S, A)
+    assert np.abs(got - padded.numpy()[:, :S, :A]).max() <= 1e-4  # padding changes nothing
+
+
 def test_export_rejects_an_unsupported_opset_and_sizes(exported):
     src, out, _ = exported
     with pytest.raises(ValueError, match="opset"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import re
 
 import numpy as np
 import pytest
@@ -166,9 +166,19 @@ def test_bench_latency_reports_each_configuration_and_records(dirs, tmp_path, ca
     assert "| torch | fp32 | 8 x 3 |" in out and "| onnxruntime | fp32 | 4 x 3 |" in out
     assert "S=16: above the export's Smax=8" in out and "onnxruntime/int8: skipped" in out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith(("| torch", "| onnx"))]
-    assert len(rows) == 4 and all(len(r) == 9 for r in rows)
-    assert all(0 < float(r[7]) <= float(r[3]) * 2 for r in rows)  # features: part of a refresh
-    flops = re.search(r"S=4: ([\d.]+) MFLOP, S=8: ([\d.]+) MFLOP\.", out)
-    assert flops and 0 < float(flops[1]) < float(flops[2])  # S=16 is above this export's Smax
-    assert (tmp_path / "lat" / "latency_histogram.png").stat().st_size > 0
+    assert len(rows) == 4 and all(len(r) == 13 for r in rows)
+    results = json.loads((tmp_path / "lat" / "results.json").read_text())
+    summary = results["summary"]
+    assert [(s["backend"], s["S"]) for s in summary] == [("torch", 4), ("torch", 8), ("onnxruntime", 4),
+                                                         ("onnxruntime", 8)]
+    for row in results["rows"]:  # every call timed in its three parts, then the two GEMMs
+        assert {len(row[k]) for k in ("refresh_ms", "features_ms", "model_ms", "refresh_cpu_ms")} == {3}
+        assert len(row["gemm_gflops"]) == 2 and min(row["gemm_gflops"].values()) > 0
+    mflop = [s["model_mflop"] for s in summary]
+    assert 0 < mflop[0] < mflop[1] and mflop[:2] == mflop[2:]  # grows with S, the same for each backend
+    assert all(s["model_median_ms"] > 0 and s["features_median_ms"] > 0 and s["refresh_cpu_median_ms"] > 0
+               for s in summary)
+    assert all(0 < s["gemm_share"] == s["model_gflops"] / max(s["gemm_gflops"].values()) for s in summary)
+    assert "| onnxruntime | fp32 | 8 x 3 |" in (tmp_path / "lat" / "results.md").read_text()
+    assert (tmp_path / "lat" / "latency.png").stat().st_size > 0
     assert "rlfm-edge bench latency" in record.read_text()

@@ -48,6 +48,18 @@ def test_policy_has_the_statistics_shape_and_matches_torch(model_dir):
         assert np.abs(got - torch_engine.policy(stats, 9)).max() <= 1e-4
 
 
+def test_a_refresh_is_padded_only_to_the_statistics_own_size(model_dir, monkeypatch):
+    engine = OnnxRuntimeEngine(model_dir)
+    fed = []
+    run = engine.run_padded
+    monkeypatch.setattr(engine, "run_padded", lambda inputs: fed.append(inputs["sa_x"].shape) or run(inputs))
+    rng = np.random.default_rng(2)
+    small = random_stats(rng, 3, 2, 30)
+    engine.policy(small, 5)
+    engine.policy_batch([(small, 5), (random_stats(rng, 6, 1, 30), 5)])
+    assert [shape[:3] for shape in fed] == [(1, 3, 2), (2, 6, 2)]  # a batch: its largest S and A
+
+
 def test_a_batch_call_equals_single_calls(model_dir):
     engine = OnnxRuntimeEngine(model_dir)
     rng = np.random.default_rng(1)
@@ -180,10 +192,26 @@ def test_the_shipped_model_is_fresh_and_a_copy_with_a_stale_description_is_refus
 
 def test_a_description_whose_sizes_differ_from_the_onnx_inputs_is_refused(copy_dir):
     sidecar = copy_dir / "model.onnx.json"
-    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "max_states": SMAX + 5}))
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "max_successors": 5}))
     write_manifest(copy_dir)
-    with pytest.raises(ModelFileError, match=rf"input state_x has shape \[{SMAX}, 7\].*Smax={SMAX + 5}.*"
-                                             r"rlfm-edge export --model"):
+    with pytest.raises(ModelFileError, match=r"input succ_index has shape \['\?', '\?', '\?', 3\].*"
+                                             r"feed \['\?', '\?', '\?', 5\].*K=5.*rlfm-edge export --model"):
+        OnnxRuntimeEngine(copy_dir)
+
+
+def test_an_export_of_fixed_sizes_is_refused_saying_to_export_again(copy_dir):
+    """An export from before dynamic S and A (its state axis fixed) would fail every refresh."""
+    import onnx
+
+    model = onnx.load(copy_dir / "model.onnx")
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = SMAX  # state_x: (batch, SMAX, 7)
+    (copy_dir / "model.onnx").write_bytes(model.SerializeToString())
+    sidecar = spec_path(copy_dir, "fp32")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()),
+                                   "sha256": sha256_file(copy_dir / "model.onnx")}))
+    write_manifest(copy_dir)
+    with pytest.raises(ModelFileError, match=rf"input state_x has shape \['\?', {SMAX}, 7\].*before "
+                                             r"dynamic S and A.*rlfm-edge export --model"):
         OnnxRuntimeEngine(copy_dir)
 
 

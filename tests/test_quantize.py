@@ -14,7 +14,7 @@ from rlfm_edge.calibration.calibset import (  # noqa: E402
     load_calibration_set,
     save_calibration_set,
 )
-from rlfm_edge.calibration.quantize import MAX_INT8_BYTES, quantize_int8  # noqa: E402
+from rlfm_edge.calibration.quantize import MAX_INT8_BYTES, head_linear_nodes, quantize_int8  # noqa: E402
 from rlfm_edge.inference.onnx_backend import OnnxRuntimeEngine  # noqa: E402
 from rlfm_edge.model.features import SA_FEATURES  # noqa: E402
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, verify_manifest  # noqa: E402
@@ -66,8 +66,10 @@ def test_attention_weights_and_the_policy_head_stay_float(quantized):
 
     quantized_inputs = [n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"]
     assert quantized_inputs and not any(reaches_softmax(i) for i in quantized_inputs)
-    fp32_linear = [n.name for n in onnx.load(path / "model.onnx").graph.node if n.op_type == "MatMul"]
-    head = [n for n in graph.node if n.name in fp32_linear[-3:]]  # the quantizer may reorder nodes
+    fp32 = onnx.load(path / "model.onnx").graph
+    names = head_linear_nodes(fp32)  # the logits' last Linear and the two halves of the one before
+    assert len(names) == 3 and [n.name for n in fp32.node if n.op_type in ("MatMul", "Gemm")][-1] in names
+    head = [n for n in graph.node if n.name in names]
     assert len(head) == 3
     for node in head:
         assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear"
@@ -118,12 +120,17 @@ def test_calibration_set_mixes_prior_and_saved_statistics_and_round_trips(tmp_pa
     samples = build_calibration_set(SMAX, AMAX, K, n_prior=3, seed=1,
                                     stats_files=(tmp_path / "s.npz",), horizon=8)
     assert len(samples) == 4
-    assert all(s["sa_x"].shape == (1, SMAX * AMAX, SA_FEATURES) for s in samples)
+    assert all(s["sa_x"].shape == (1, SMAX, AMAX, SA_FEATURES) for s in samples)
     assert samples[-1]["sa_mask"].sum() == 15
     save_calibration_set(tmp_path / "cal.npz", samples, {"dims": [SMAX, AMAX, K]})
     back, meta = load_calibration_set(tmp_path / "cal.npz")
     assert meta["dims"] == [SMAX, AMAX, K]
     np.testing.assert_array_equal(back[-1]["succ_index"], samples[-1]["succ_index"])
+    old_layout = {k: v.reshape(len(v), -1, *v.shape[3:]) if v.ndim > 3 else v for k, v in
+                  {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}.items()}
+    np.savez(tmp_path / "old.npz", meta=np.frombuffer(b'{"dims": [16, 4, 4]}', np.uint8), **old_layout)
+    with pytest.raises(ValueError, match=r"old\.npz: input sa_x has shape \[64, 13\].*delete it to rebuild"):
+        load_calibration_set(tmp_path / "old.npz")
 
 
 def test_calibration_inputs_reject_bad_sources_by_name(tmp_path):

@@ -31,6 +31,7 @@ def test_a_stored_engine_is_found_again_for_the_same_key(tmp_path):
     ("trt_version", "11.0.0", "TensorRT '10.9.0' -> '11.0.0'"),
     ("gpu", "NVIDIA H100 (sm_90)", "GPU 'NVIDIA Orin (sm_87)' -> 'NVIDIA H100 (sm_90)'"),
     ("onnx_sha256", "cd" * 32, "ONNX 'abababababab' -> 'cdcdcdcdcdcd'"),
+    ("opt_states", 109, "profile S 0 -> 109"),
 ])
 def test_an_engine_built_for_another_setup_is_a_logged_miss(tmp_path, caplog, field, value, why):
     plan = store_plan(tmp_path / "e.plan", KEY, b"engine bytes")
@@ -102,21 +103,23 @@ def onnx_dir(tmp_path):
 def test_a_rebuild_deletes_the_engines_it_supersedes_and_keeps_the_others(onnx_dir, tmp_path, monkeypatch):
     source = str((onnx_dir / "model.int8.onnx").resolve())
     sha = sha256_file(onnx_dir / "model.int8.onnx")
-    now = _key(onnx_sha256=sha, trt_version="10.10.0")
-    older_trt, older_onnx = _key(onnx_sha256=sha), _key(trt_version="10.10.0")
+    now = _key(onnx_sha256=sha, trt_version="10.10.0", opt_states=8, opt_actions=2)
+    older_trt = _key(onnx_sha256=sha, opt_states=8, opt_actions=2)
+    older_onnx = _key(trt_version="10.10.0")  # and from before profiles
     other_gpu = _key(onnx_sha256=sha, gpu="NVIDIA Thor (sm_110)")
     other_precision = _key(onnx_sha256=sha, precision="fp16")
     cache = tmp_path / "cache"
-    for key in (older_trt, older_onnx, other_gpu, other_precision):
-        store_plan(plan_path(cache, key), key, b"old", source)
     unrelated = store_plan(plan_path(cache, _key(onnx_sha256="ef" * 32)), _key(onnx_sha256="ef" * 32), b"x")
-    monkeypatch.setattr(tensorrt_backend, "engine_key", lambda sha256, precision, max_batch: now)
+    other_profile = _key(onnx_sha256=sha, trt_version="10.10.0", opt_states=5, opt_actions=2)
+    for key in (older_trt, older_onnx, other_gpu, other_precision, other_profile):
+        store_plan(plan_path(cache, key), key, b"old", source)
+    monkeypatch.setattr(tensorrt_backend, "engine_key", lambda sha256, precision, max_batch, opt: now)
     monkeypatch.setattr(tensorrt_backend, "build_plan", lambda *args: b"new engine")
     plan, data, _ = tensorrt_backend.ensure_engine(onnx_dir, "int8", cache)
     assert data == b"new engine" and plan == plan_path(cache, now)
     kept = {p.name for p in cache.glob("*.plan")}
     assert kept == {plan.name, unrelated.name, plan_path(cache, other_gpu).name,
-                    plan_path(cache, other_precision).name}
+                    plan_path(cache, other_precision).name, plan_path(cache, other_profile).name}
     assert {p.name for p in cache.glob("*.plan.json")} == {f"{name}.json" for name in kept}
 
 
@@ -142,9 +145,21 @@ def test_an_onnx_tensorrt_cannot_parse_names_the_command_that_re_creates_it(onnx
                                  Builder=lambda logger: builder)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     onnx_path = onnx_dir / ("model.int8.onnx" if precision == "int8" else "model.onnx")
+    profile = tensorrt_backend.profile_shapes(json.loads(Path(f"{onnx_path}.json").read_text()))
     with pytest.raises(ModelFileError, match=rf"cannot parse it \(unsupported operator\); re-create it with "
                                              rf"`rlfm-edge {command} --model {onnx_dir}`"):
-        tensorrt_backend.build_plan(Path(onnx_path), precision)
+        tensorrt_backend.build_plan(Path(onnx_path), precision, profile)
+
+
+def test_the_optimization_profile_spans_every_size_up_to_the_export_and_is_tuned_for_the_robot():
+    spec = {"max_states": 256, "max_actions": 8, "max_successors": 8}
+    profile = tensorrt_backend.profile_shapes(spec, max_batch=2, opt_size=(109, 2))
+    assert profile["state_x"] == ((1, 1, 7), (1, 109, 7), (2, 256, 7))
+    assert profile["succ_attr"] == ((1, 1, 1, 8, 2), (1, 109, 2, 8, 2), (2, 256, 8, 8, 2))
+    assert profile["sa_mask"][2] == (2, 256, 8)
+    assert tensorrt_backend.profile_shapes(spec)["sa_x"][1] == (1, 256, 8, 13)  # default: the largest
+    with pytest.raises(ValueError, match="opt_size"):
+        tensorrt_backend.profile_shapes(spec, opt_size=(300, 2))
 
 
 @pytest.mark.skipif(TRT_REASON is None, reason="TensorRT runs here")
@@ -180,7 +195,7 @@ def test_tensorrt_fp32_matches_onnx_runtime_within_1e_4(gpu_model, tmp_path, cud
 
     trt_engine = TensorRTEngine(gpu_model, "fp32", cache_dir=tmp_path, cuda_graph=cuda_graph)
     ort_engine = make_engine("onnxruntime", gpu_model, "fp32", providers=["CPUExecutionProvider"])
-    for seed, (S, A) in enumerate([(64, 8), (20, 5)]):
+    for seed, (S, A) in enumerate([(64, 8), (20, 5), (64, 8), (3, 2)]):  # sizes change back and forth
         stats = _stats(seed, S, A)
         got = trt_engine.policy(stats, 15)
         assert got.shape == (S, A)

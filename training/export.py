@@ -1,13 +1,15 @@
-"""Export the dense GAT to ONNX: static (Smax, Amax, K), a dynamic batch dimension.
+"""Export the dense GAT to ONNX: dynamic batch, state count S and action count A; static K.
 
 The export is what ONNX Runtime runs on a CPU and what TensorRT builds engines from, so
 it is checked twice before it is written: ``onnx.checker`` (full check, shape inference)
 and a parity run of ONNX Runtime against torch on random statistics, at batch sizes 1
-and 2. The dynamo exporter (``torch.export``) is used: the legacy TorchScript tracer bakes
-the batch size into the Reshape of the successor gather (``B * N`` is a Python int when
-traced), while ``torch.export`` keeps it symbolic and gives a graph a third the size
-(about 200 nodes: Gather, MatMul, Softmax, LayerNormalization) that ONNX Runtime and
-TensorRT both parse.
+and 2 and at a smaller (S, A) than the export's maximum. The dynamo exporter
+(``torch.export``) is used: the legacy TorchScript tracer bakes sizes into Reshapes
+(``B * S`` is a Python int when traced), while ``torch.export`` keeps them symbolic and
+gives a graph of Gather, MatMul, Softmax and LayerNormalization nodes that ONNX Runtime
+and TensorRT both parse. S and A are dynamic so that a robot's refresh costs what its own
+statistics need; ``max_states`` / ``max_actions`` in the description are the largest
+sizes the export serves (TensorRT's optimization profile ends there).
 
 The output directory becomes a complete model directory: the weights and config are
 copied beside ``model.onnx`` when it differs from the input, the export description
@@ -28,7 +30,13 @@ import numpy as np
 
 from rlfm_edge.atomic import atomic_write_bytes
 from rlfm_edge.inference.onnx_backend import ONNX_FILES, spec_path
-from rlfm_edge.model.features import INPUT_NAMES, OUTPUT_NAMES, build_features, pad_features
+from rlfm_edge.model.features import (
+    DYNAMIC_AXES,
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    build_features,
+    pad_features,
+)
 from rlfm_edge.model.io import (
     MANIFEST,
     load_model,
@@ -69,11 +77,14 @@ def _sample_inputs(net, max_states: int, max_actions: int, seed: int):
     return pad_features(feats, max_states, max_actions, k), sizes
 
 
-def _to_onnx_bytes(dense, inputs, opset: int) -> bytes:
+def _to_onnx_bytes(dense, inputs, opset: int, max_states: int, max_actions: int) -> bytes:
     import torch
 
     args = tuple(torch.from_numpy(v) for v in inputs.as_dict().values())
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    dims = {"batch": torch.export.Dim("batch", min=1, max=4096),
+            "states": torch.export.Dim("states", min=1, max=max_states),
+            "actions": torch.export.Dim("actions", min=1, max=max_actions)}
+    shapes = tuple({axis: dims[dim] for axis, dim in enumerate(DYNAMIC_AXES[name])} for name in INPUT_NAMES)
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
     levels = [q.level for q in quiet]
     try:
@@ -83,7 +94,7 @@ def _to_onnx_bytes(dense, inputs, opset: int) -> bytes:
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 dense, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=tuple({0: batch} for _ in INPUT_NAMES), opset_version=opset,
+                dynamic_shapes=shapes, opset_version=opset,
                 dynamo=True, optimize=True, verbose=False)
     finally:
         for q, level in zip(quiet, levels, strict=True):
@@ -92,16 +103,20 @@ def _to_onnx_bytes(dense, inputs, opset: int) -> bytes:
 
 
 def check_parity(onnx_bytes: bytes, dense, inputs, sizes) -> float:
-    """Max abs logit difference ONNX Runtime (CPU) vs torch over the valid entries."""
-    import onnxruntime as ort
+    """Max abs logit difference ONNX Runtime (CPU) vs torch over the valid entries: the
+    batch of two, its second example alone, and that example at its own (S, A)."""
     import torch
 
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    from rlfm_edge.inference.onnx_backend import inference_session
+
+    session = inference_session(onnx_bytes, providers=["CPUExecutionProvider"])
     feed = inputs.as_dict()
     with torch.inference_mode():
         want = dense(*(torch.from_numpy(v) for v in feed.values())).numpy()
+    S, A = sizes[-1]
+    cut = {k: v[-1:, :S, :A] if k != "state_x" else v[-1:, :S] for k, v in feed.items()}
     diffs = []
-    for batch in (feed, {k: v[1:] for k, v in feed.items()}):  # the batch dimension is dynamic
+    for batch in (feed, {k: v[1:] for k, v in feed.items()}, cut):  # batch, S and A are dynamic
         got = session.run(None, batch)[0]
         offset = len(want) - len(got)
         diffs += [valid_logit_diff(got[b:b + 1], want[offset + b:offset + b + 1], *sizes[offset + b])
@@ -132,7 +147,7 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_st
     dense = DenseGAT(net).eval()
     inputs, sizes = _sample_inputs(net, max_states, max_actions, seed)
     with torch.inference_mode():
-        data = _to_onnx_bytes(dense, inputs, opset)
+        data = _to_onnx_bytes(dense, inputs, opset, max_states, max_actions)
     model = onnx.load_from_string(data)
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -160,9 +175,9 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str | None = None, max_st
         "max_actions": max_actions,
         "max_successors": cfg.max_successors,
         "opset": opset,
-        "inputs": {k: [("batch" if i == 0 else d) for i, d in enumerate(v.shape)]
+        "inputs": {k: [*DYNAMIC_AXES[k], *v.shape[len(DYNAMIC_AXES[k]):]]
                    for k, v in inputs.as_dict().items()},
-        "outputs": {"logits": ["batch", max_states, max_actions]},
+        "outputs": {"logits": ["batch", "states", "actions"]},
         "weights_sha256": sha256_file(model_dir / "weights.npz"),
         "model_config": cfg.to_dict(),
         "parity_max_abs_diff": diff,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# The shipped INT8 file keeps this many MatMuls in float: the smallest count whose greedy
-# agreement with FP32 reached the 99% target (BENCHMARKS.md, "INT8 per-layer sensitivity").
+# The shipped INT8 file keeps this many MatMuls in float, read off the sensitivity curve
+# against the 99% greedy-agreement target (BENCHMARKS.md: "INT8 per-layer sensitivity" for
+# the export before dynamic sizes, "Policy refresh near the CPU's limit (issue 28)" for this one).
 SHIPPED_KEEP_FLOAT = 24
 
 

@@ -9,7 +9,6 @@ policy is the baseline. Writes learning_curve.png and summary.json to --out.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import platform
@@ -192,10 +191,7 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=positive(int), default=40,
                    help="episodes of the agent, then as many of a random policy")
-    # On a CPU host torch refreshes the policy at CartPole's size faster than ONNX Runtime's
-    # graph, which is padded to 256 states (BENCHMARKS.md, "Policy refresh latency"), and a
-    # fresher policy is what learning within 40 episodes needs; `auto` is for robots.
-    add_engine_options(p, {"backend": "torch" if importlib.util.find_spec("torch") else "auto"})
+    add_engine_options(p, {"backend": "auto"})
     p.add_argument("--out", default="results/demo", help="folder for the plot and summary.json")
     p.add_argument("--rate", type=positive(float), default=200.0, help="robot control rate, Hz")
     p.add_argument("--max-steps", type=positive(int), default=200, help="episode length cap")

@@ -4,11 +4,11 @@
 precision="fp32")`` builds one; ``available_backends()`` says which run here and, for the
 others, why not. ``auto`` starts every backend that can run here, times a few refreshes
 of each on statistics of ``probe_size`` (S, A): the robot's size where the caller knows it
-(an exported ONNX pads every S to Smax while torch runs at S, so the ranking depends on S),
-else the model's full size. It keeps the fastest (which one wins depends on the machine
-and on S: on a 2-core x86 VM ONNX Runtime wins at S=256 and torch at small S, a CUDA graph
-beats both on a GPU), logs the timings and its choice, and wraps it so that a backend failing at run
-time hands over to the next fastest with a logged warning instead of stopping the robot.
+(every backend runs at the statistics' own size, but fixed per-call costs weigh more at small
+S, so the ranking depends on it; TensorRT also tunes its engine for that size), else the
+model's full size. It keeps the fastest (which one wins depends on the machine and on S),
+logs the timings and its choice, and wraps it so that a backend failing at run time hands
+over to the next fastest with a logged warning instead of stopping the robot.
 """
 
 from __future__ import annotations
@@ -127,12 +127,13 @@ def _auto(model, precision: str, probe_size: tuple[int, int] | None, **kw) -> Po
             reasons[name] = reason
             continue
         p = precision if precision in spec[3] else "fp32"
+        tuned = {"opt_size": probe_size} if name == "tensorrt" and probe_size else {}
         try:
-            engine = make_engine(name, model, p, **kw)
+            engine = make_engine(name, model, p, **kw, **tuned)
             size = probe_size or (engine.max_states, engine.max_actions)
             engine.check_fits(CountStats(*size))
             timed.append((probe_ms(engine, size), f"{name}/{p}", engine,
-                          lambda n=name, p=p: make_engine(n, model, p, **kw)))
+                          lambda n=name, p=p, t=tuned: make_engine(n, model, p, **kw, **t)))
         except ModelLimitError:
             raise  # the caller's size, not the backend, is wrong
         except Exception as exc:  # noqa: BLE001 - any failure to start or run means "try the next"

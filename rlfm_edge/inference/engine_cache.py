@@ -1,4 +1,4 @@
-"""TensorRT engine cache: one serialized engine per (ONNX sha256, precision, TensorRT, GPU).
+"""TensorRT engine cache: one serialized engine per (ONNX sha256, precision, TensorRT, GPU, profile).
 
 Engines are specific to the GPU and the TensorRT version that built them, so the key
 holds both; the plan file sits beside a small JSON record of its key and its own
@@ -34,6 +34,8 @@ class EngineKey:
     trt_version: str
     gpu: str
     max_batch: int = 1
+    opt_states: int = 0   # the optimization profile's (S, A) the kernels are tuned for; 0 in
+    opt_actions: int = 0  # records from before dynamic S and A
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -54,7 +56,7 @@ def plan_path(cache_dir: Path, key: EngineKey) -> Path:
 
 
 _LABELS = {"onnx_sha256": "ONNX", "precision": "precision", "trt_version": "TensorRT", "gpu": "GPU",
-           "max_batch": "max batch"}
+           "max_batch": "max batch", "opt_states": "profile S", "opt_actions": "profile A"}
 
 
 def describe_change(old: EngineKey, new: EngineKey) -> str:
@@ -124,12 +126,16 @@ def related_plans(cache_dir: Path, key: EngineKey, source: str | None) -> list[t
 
 def prune_superseded(plan: Path, key: EngineKey, source: str | None) -> list[Path]:
     """Delete the cached plans that ``plan`` (built for ``key``, the one in use) supersedes:
-    same model, precision, GPU and max batch, older TensorRT or ONNX. Plans for another GPU
-    stay (a cache may be shared). The record goes first, so a crash in between leaves a
-    plan no lookup trusts, never a record without its plan's bytes."""
+    same model, precision, GPU, max batch and profile (or a plan from before profiles), older
+    TensorRT or ONNX. Plans for another GPU or profile stay (a cache may be shared). The
+    record goes first, so a crash in between leaves a plan no lookup trusts, never a record
+    without its plan's bytes."""
     pruned = []
     for other, built in related_plans(plan.parent, key, source):
-        if other == plan or (built.gpu, built.max_batch) != (key.gpu, key.max_batch):
+        profile = (built.opt_states, built.opt_actions)
+        same_setup = (built.gpu, built.max_batch) == (key.gpu, key.max_batch) and profile in (
+            (key.opt_states, key.opt_actions), (0, 0))
+        if other == plan or not same_setup:
             continue
         record_path(other).unlink(missing_ok=True)
         other.unlink(missing_ok=True)

@@ -1,4 +1,7 @@
-"""ONNX Runtime backend: the exported static-shape GAT on a CPU (or CUDA/TensorRT EPs).
+"""ONNX Runtime backend: the exported GAT on a CPU (or CUDA/TensorRT EPs).
+
+The export's S and A axes are dynamic, so each refresh is padded only to the statistics'
+own size: a 109-state robot pays for 109 states, not for the export's maximum.
 
 Also the one place that knows how exported ONNX files are laid out in a model directory
 (``model.onnx``, ``model.int8.onnx`` and their ``.json`` export descriptions), so the
@@ -15,7 +18,7 @@ import numpy as np
 
 from rlfm_edge.inference.base import PolicyEngine, refresh_threads, unpad_logits
 from rlfm_edge.inference.memory import retain_freed_memory
-from rlfm_edge.model.features import INPUT_NAMES, pad_features
+from rlfm_edge.model.features import DYNAMIC_AXES, INPUT_NAMES, pad_features, padded_size
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, ModelFileError, remake_command, remake_hint, verify_manifest
 from rlfm_edge.stats import CountStats
 
@@ -79,18 +82,31 @@ def _differs(spec: dict, field: str, files: dict, source: str) -> bool:
     return field in spec and source in files and spec[field] != files[source]
 
 
-def _check_input_shapes(path: Path, shapes: dict[str, tuple], spec: dict) -> None:
-    """Refuse, when loading, a model whose inputs do not have the sizes its description gives:
-    every refresh pads to those sizes and would fail, with an error that names neither file."""
-    empty = pad_features([], spec["max_states"], spec["max_actions"], spec["max_successors"])
+def _check_input_shapes(path: Path, shapes: dict[str, list], spec: dict) -> None:
+    """Refuse, when loading, a model whose inputs are not laid out as the refreshes will feed
+    them (symbolic batch, S and A; the fixed axes as its description gives): every refresh
+    would fail, with an error that names neither file. An export of an older layout (static
+    Smax, Amax) is refused here, saying to export again."""
+    empty = pad_features([], 1, 1, spec["max_successors"])
     for name, array in empty.as_dict().items():
-        want = array.shape[1:]
-        got = tuple(shapes[name])
-        if got != want:
+        n_dynamic = len(DYNAMIC_AXES[name])
+        want = ["?"] * n_dynamic + list(array.shape[n_dynamic:])
+        got = list(shapes[name])
+        shown = ["?" if not isinstance(g, int) else g for g in got]
+        if shown != want:
             raise ModelFileError(
-                f"{path}: input {name} has shape {list(got)} after the batch, but its export description "
-                f"says Smax={spec['max_states']}, Amax={spec['max_actions']}, K={spec['max_successors']} "
-                f"(shape {list(want)}); {remake_hint(path.parent, path.name)}")
+                f"{path}: input {name} has shape {shown} (? for a dimension that follows the "
+                f"statistics), but refreshes feed {want} (its export description says "
+                f"K={spec['max_successors']}; an export from before dynamic S and A has fixed "
+                f"sizes there); {remake_hint(path.parent, path.name)}")
+
+
+# ONNX Runtime fusions that make this model slower on the CPU, measured against the graph
+# without them: the fused SkipLayerNorm and BiasGelu kernels are slower on its short rows
+# (hidden width 32), and in a Q/DQ model MatMul+Add fusion runs before the Q/DQ fusions,
+# leaving quantized MatMuls to run in float between Quantize and Dequantize nodes.
+SLOWER_FUSIONS = {"fp32": ("SkipLayerNormFusion", "BiasGeluFusion"),
+                  "int8": ("SkipLayerNormFusion", "BiasGeluFusion", "MatMulAddFusion")}
 
 
 def session_options(threads: int | None = None):
@@ -111,6 +127,17 @@ def session_options(threads: int | None = None):
     return so
 
 
+def inference_session(model: str | bytes, precision: str = "fp32", threads: int | None = None,
+                      providers: list[str] | None = None):
+    """An ONNX Runtime session of ``model`` (a path or serialized bytes, float or Q/DQ as
+    ``precision`` says) with this project's CPU settings (``session_options``) and without
+    the fusions SLOWER_FUSIONS lists for it."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, session_options(threads), providers=providers or default_providers(),
+                                disabled_optimizers=list(SLOWER_FUSIONS[precision]))
+
+
 def default_providers() -> list[str]:
     """TensorRT, then CUDA, then CPU: whichever this onnxruntime build offers."""
     import onnxruntime as ort
@@ -127,8 +154,6 @@ class OnnxRuntimeEngine(PolicyEngine):
 
     def __init__(self, model: str | Path | None = None, precision: str = "fp32",
                  providers: list[str] | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         if precision not in ONNX_FILES:
             raise ValueError(f"precision: the onnxruntime backend runs 'fp32' or 'int8', got {precision!r}")
         self.model_dir = Path(model) if model is not None else DEFAULT_MODEL_DIR
@@ -140,8 +165,7 @@ class OnnxRuntimeEngine(PolicyEngine):
         self.providers = list(providers) if providers else default_providers()
         retain_freed_memory()  # the padded feature arrays are re-allocated on every refresh
         try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=self.providers)
+            self.session = inference_session(str(self.path), precision, threads, self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises several private types
             raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({exc}); "
                                  f"{remake_hint(self.model_dir, self.path.name)}") from None
@@ -150,18 +174,21 @@ class OnnxRuntimeEngine(PolicyEngine):
         if names != INPUT_NAMES:
             raise ModelFileError(f"{self.path}: inputs {names}, expected {INPUT_NAMES}; "
                                  f"{remake_hint(self.model_dir, self.path.name)}")
-        _check_input_shapes(self.path, {i.name: i.shape[1:] for i in inputs}, self.spec)
+        _check_input_shapes(self.path, {i.name: i.shape for i in inputs}, self.spec)
         log.debug("onnxruntime %s model %s on %s", precision, self.path,
                   self.session.get_providers())
 
     def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Model-only call on padded inputs (B, Smax, ...) -> logits (B, Smax, Amax)."""
+        """Model-only call on padded inputs (B, S, A, ...) -> logits (B, S, A)."""
         return self.session.run(None, inputs)[0]
 
     def policy(self, stats: CountStats, horizon: int) -> np.ndarray:
         return self.policy_batch([(stats, horizon)])[0]
 
     def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
-        """Logits for several statistics in one call (the batch dimension is dynamic)."""
-        inputs = pad_features(self.features(batch), self.max_states, self.max_actions, self.max_successors)
+        """Logits for several statistics in one call, padded to the largest (S, A) among them."""
+        if not batch:
+            return []
+        size = padded_size([(s.n_states, s.n_actions) for s, _ in batch])
+        inputs = pad_features(self.features(batch), *size, self.max_successors)
         return unpad_logits(self.run_padded(inputs.as_dict()), batch)

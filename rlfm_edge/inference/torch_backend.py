@@ -10,7 +10,7 @@ import torch
 from rlfm_edge.inference.base import PolicyEngine, refresh_threads, unpad_logits
 from rlfm_edge.inference.memory import retain_freed_memory
 from rlfm_edge.model.dense import DenseGAT
-from rlfm_edge.model.features import pad_features
+from rlfm_edge.model.features import pad_features, padded_size
 from rlfm_edge.model.io import DEFAULT_MODEL_DIR, load_model
 from rlfm_edge.stats import CountStats
 
@@ -18,7 +18,7 @@ from rlfm_edge.stats import CountStats
 class TorchEngine(PolicyEngine):
     """Runs the shipped (or a given) model directory with torch.
 
-    On the CPU, statistics are padded only up to their own S (the network is
+    On the CPU, statistics are padded only up to their own S and A (the network is
     size-agnostic), so a small MDP costs little. On CUDA the forward pass is a few hundred
     tiny kernels whose launches cost more than their work (3.4 ms eager on an H100 at
     S=256), so by default (``cuda_graph=None``) it is captured once at the export's static
@@ -84,7 +84,7 @@ class TorchEngine(PolicyEngine):
 
     @torch.inference_mode()
     def run_padded(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Logits (batch, S, Amax) for inputs padded by ``pad_features`` (to Smax under a CUDA graph)."""
+        """Logits (batch, S, A) for inputs padded by ``pad_features`` (to Smax, Amax under a CUDA graph)."""
         if not self.cuda_graph:
             return self.dense(*self.to_device(inputs)).float().cpu().numpy()
         if self._graph is None:
@@ -102,13 +102,14 @@ class TorchEngine(PolicyEngine):
         return self._forward([(stats, horizon)])[0]
 
     def policy_batch(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
-        """One forward pass for the whole batch, padded to its largest S; a CUDA graph is
+        """One forward pass for the whole batch, padded to its largest S and A; a CUDA graph is
         captured for a batch of one, so under one (or for an empty batch) it loops."""
         if self.cuda_graph or not batch:
             return super().policy_batch(batch)
         return self._forward(batch)
 
     def _forward(self, batch: list[tuple[CountStats, int]]) -> list[np.ndarray]:
-        padded_states = self.max_states if self.cuda_graph else max(s.n_states for s, _ in batch)
-        inputs = pad_features(self.features(batch), padded_states, self.max_actions, self.max_successors)
+        size = ((self.max_states, self.max_actions) if self.cuda_graph
+                else padded_size([(s.n_states, s.n_actions) for s, _ in batch]))
+        inputs = pad_features(self.features(batch), *size, self.max_successors)
         return unpad_logits(self.run_padded(inputs.as_dict()), batch)

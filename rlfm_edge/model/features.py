@@ -208,44 +208,67 @@ def plan_features(g: GraphFeatures, horizon: int) -> np.ndarray:
     r_hat = g.sa_x[:, 3].astype(np.float64)
     bonus = g.sa_x[:, 5].astype(np.float64)  # tried / sqrt(n)
     r_top = max(1.0, float(r_hat[tried].max())) if tried.any() else 1.0
-    # Rows in action-major order (a * S + s): the max over actions is then a max over A
-    # contiguous blocks of S values, about 20% faster than over a stride-A axis.
-    rows = (g.edge_sa % A) * S + g.edge_sa // A
-    P = sparse.csr_matrix((g.edge_attr[:, 0].astype(np.float64), (rows, g.edge_state)),
-                          shape=(S * A, S))
-    both = sparse.block_diag((P, P), format="csr")  # Q̂ and Q⁺ in one sparse product
-
-    def action_major(x: np.ndarray) -> np.ndarray:
-        return x.reshape(S, A).T
-
-    # Untried rows have no edges: -inf keeps them out of V̂'s max, +inf leaves Q⁺ at its cap.
-    r = np.stack([action_major(np.where(tried, r_hat, -np.inf)),
-                  action_major(np.where(tried, r_hat + r_top * bonus, np.inf))])
-    has_tried = np.stack([tried.reshape(S, A).any(axis=1), np.ones(S, bool)])
-    cap = np.array([np.inf, 0.0]).reshape(2, 1, 1)
-    V = np.zeros((2, S))
+    M = _backup_matrix(g, tried, r_hat, r_hat + r_top * bonus)
+    x = np.zeros((2, S + 1))  # [V̂ | 1] and [V⁺ | 1]: the 1 adds each row's reward
+    x[:, S] = 1.0
+    V = x[:, :S]
     for h in range(1, horizon + 1):
-        cap[1] = h * r_top
-        Q = (both @ V.reshape(-1)).reshape(2, A, S)
-        Q += r
-        np.minimum(Q, cap, out=Q)
-        V = np.where(has_tried, Q.max(axis=1), 0.0)  # V̂ = 0 where nothing is tried
-    Q = Q.transpose(0, 2, 1)  # back to (2, S, A)
+        Q = (M @ x.reshape(-1)).reshape(2, A + 1, S)
+        np.max(Q, axis=1, out=V)
+        np.minimum(V[1], h * r_top, out=V[1])  # the cap commutes with the max: S values, not S*A
+    np.minimum(Q[1], horizon * r_top, out=Q[1])
+    Q = Q[:, :A].transpose(0, 2, 1)  # back to (2, S, A)
     q_hat = np.where(tried.reshape(S, A), Q[0], 0.0)
     return (np.stack([q_hat, q_hat - V[0, :, None], Q[1], Q[1] - V[1, :, None]], axis=-1
                      ).reshape(S * A, 4) / horizon).astype(np.float32)
 
 
+def _backup_matrix(g: GraphFeatures, tried: np.ndarray, r_hat: np.ndarray, r_plus: np.ndarray):
+    """The sparse matrix of one backup of both values: Q = M @ [V̂ | 1 | V⁺ | 1].
+
+    A refresh runs H backups, so each is one sparse product, one min and one max over
+    actions. Rows are (value, action, state), action-major so that the max over actions is
+    a max over contiguous blocks of S values (several times faster than over a short last
+    axis), with a virtual action A: worth 0 to V̂ where the state has no tried action (V̂ = 0
+    there), never chosen otherwise. A row holds its kept successor edges (P̂) and, in the
+    column of the value's constant 1, its reward: R̂ for Q̂, R̂ + r / sqrt(n) for Q⁺; untried
+    rows have no edges and reward -inf (kept out of V̂'s max) or +inf (Q⁺ left at its cap).
+    Built straight in CSR form: an edge's place is its row's start plus its slot.
+    """
+    S, A = g.n_states, g.n_actions
+    per_row = np.ones((A + 1, S), np.int64)  # the reward entry
+    per_row[:A] += np.bincount(g.edge_sa, minlength=S * A).reshape(S, A).T
+    ends = np.cumsum(per_row).reshape(A + 1, S)
+    nnz = int(ends[-1, -1])
+    reward_at = ends - 1  # each row's last entry
+    sa_rewards = reward_at[:A].T.reshape(-1)  # in (s, a) order, like the features
+    edge_at = (sa_rewards - per_row[:A].T.reshape(-1) + 1)[g.edge_sa] + g.edge_slot
+    index = np.int32 if 2 * (nnz + S) < 2**31 else np.int64
+    indices = np.full(nnz, S, index)  # the reward column, where no edge goes
+    indices[edge_at] = g.edge_state
+    data = np.empty((2, nnz))
+    data[0, edge_at] = g.edge_attr[:, 0]
+    data[1, edge_at] = data[0, edge_at]
+    data[0, sa_rewards] = np.where(tried, r_hat, -np.inf)
+    data[1, sa_rewards] = np.where(tried, r_plus, np.inf)
+    data[0, reward_at[A]] = np.where(tried.reshape(S, A).any(axis=1), -np.inf, 0.0)
+    data[1, reward_at[A]] = -np.inf
+    indptr = np.concatenate([[0], ends.reshape(-1), nnz + ends.reshape(-1)]).astype(index)
+    return sparse.csr_matrix((data.reshape(-1), np.concatenate([indices, indices + (S + 1)]), indptr),
+                             shape=(2 * (A + 1) * S, 2 * (S + 1)))
+
+
 @dataclass
 class DenseInputs:
-    """Padded, static-shape model inputs for a batch (the ONNX/TensorRT input layout)."""
+    """Padded model inputs for a batch (the ONNX/TensorRT input layout): per state, then
+    per (state, action), then per successor slot of a (state, action)."""
 
-    state_x: np.ndarray     # (B, Smax, STATE_FEATURES) float32
-    sa_x: np.ndarray        # (B, Smax*Amax, SA_FEATURES) float32
-    succ_index: np.ndarray  # (B, Smax*Amax, K) int64, successor state of each slot
-    succ_attr: np.ndarray   # (B, Smax*Amax, K, EDGE_FEATURES) float32
-    succ_mask: np.ndarray   # (B, Smax*Amax, K) float32, 1 where the slot is an edge
-    sa_mask: np.ndarray     # (B, Smax*Amax) float32, 1 where (s, a) exists
+    state_x: np.ndarray     # (B, S, STATE_FEATURES) float32
+    sa_x: np.ndarray        # (B, S, A, SA_FEATURES) float32
+    succ_index: np.ndarray  # (B, S, A, K) int64, successor state of each slot
+    succ_attr: np.ndarray   # (B, S, A, K, EDGE_FEATURES) float32
+    succ_mask: np.ndarray   # (B, S, A, K) float32, 1 where the slot is an edge
+    sa_mask: np.ndarray     # (B, S, A) float32, 1 where (s, a) exists
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return dict(self.__dict__)
@@ -253,33 +276,46 @@ class DenseInputs:
 
 INPUT_NAMES = ("state_x", "sa_x", "succ_index", "succ_attr", "succ_mask", "sa_mask")
 OUTPUT_NAMES = ("logits",)
+# The leading axes of each input that follow the statistics (the exports keep them
+# symbolic); the axes after them are fixed by the model (features, K).
+DYNAMIC_AXES = {name: ("batch", "states") if name == "state_x" else ("batch", "states", "actions")
+                for name in INPUT_NAMES}
+
+
+def padded_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """The (S, A) a batch of statistics of these (n_states, n_actions) is padded to: the largest."""
+    return max(s for s, _ in sizes), max(a for _, a in sizes)
 
 
 def pad_features(batch: list[GraphFeatures], max_states: int, max_actions: int,
                  max_successors: int) -> DenseInputs:
-    """Pad a list of GraphFeatures to (Smax, Amax, K)."""
-    B, Smax, Amax, K = len(batch), max_states, max_actions, max_successors
+    """Pad a list of GraphFeatures to (S, A, K) = (max_states, max_actions, max_successors)."""
+    B, S, A, K = len(batch), max_states, max_actions, max_successors
     out = DenseInputs(
-        state_x=np.zeros((B, Smax, STATE_FEATURES), np.float32),
-        sa_x=np.zeros((B, Smax * Amax, SA_FEATURES), np.float32),
-        succ_index=np.zeros((B, Smax * Amax, K), np.int64),
-        succ_attr=np.zeros((B, Smax * Amax, K, EDGE_FEATURES), np.float32),
-        succ_mask=np.zeros((B, Smax * Amax, K), np.float32),
-        sa_mask=np.zeros((B, Smax * Amax), np.float32),
+        state_x=np.zeros((B, S, STATE_FEATURES), np.float32),
+        sa_x=np.zeros((B, S, A, SA_FEATURES), np.float32),
+        succ_index=np.zeros((B, S, A, K), np.int64),
+        succ_attr=np.zeros((B, S, A, K, EDGE_FEATURES), np.float32),
+        succ_mask=np.zeros((B, S, A, K), np.float32),
+        sa_mask=np.zeros((B, S, A), np.float32),
     )
     for b, g in enumerate(batch):
-        S, A = g.n_states, g.n_actions
-        if Smax < S or Amax < A:
-            raise ValueError(f"statistics with S={S}, A={A} exceed the padded size "
-                             f"Smax={Smax}, Amax={Amax}")
+        if g.n_states > S or g.n_actions > A:
+            raise ValueError(f"statistics with S={g.n_states}, A={g.n_actions} exceed the padded size "
+                             f"Smax={S}, Amax={A}")
         if g.edge_slot.size and g.edge_slot.max() >= K:
             raise ValueError(f"features have {g.edge_slot.max() + 1} successor slots, more than K={K}")
-        s_idx, a_idx = np.divmod(np.arange(S * A), A)
-        rows = s_idx * Amax + a_idx
-        out.state_x[b, :S] = g.state_x
-        out.sa_x[b, rows] = g.sa_x
-        out.sa_mask[b, rows] = 1.0
-        slots = rows[g.edge_sa] * K + g.edge_slot  # flat (row, slot) index: one 1-D scatter each
+        out.state_x[b, :g.n_states] = g.state_x
+        if g.n_actions == A:  # rows s*A + a already in place: whole-block copies
+            out.sa_x[b, :g.n_states] = g.sa_x.reshape(g.n_states, A, SA_FEATURES)
+            out.sa_mask[b, :g.n_states] = 1.0
+            rows = g.edge_sa
+        else:
+            s_idx, a_idx = np.divmod(np.arange(g.n_states * g.n_actions), g.n_actions)
+            out.sa_x[b, s_idx, a_idx] = g.sa_x
+            out.sa_mask[b, s_idx, a_idx] = 1.0
+            rows = (g.edge_sa // g.n_actions) * A + g.edge_sa % g.n_actions
+        slots = rows * K + g.edge_slot  # flat (row, slot) index: one 1-D scatter each
         out.succ_index[b].reshape(-1)[slots] = g.edge_state
         out.succ_attr[b].reshape(-1, EDGE_FEATURES)[slots] = g.edge_attr
         out.succ_mask[b].reshape(-1)[slots] = 1.0
