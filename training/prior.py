@@ -25,8 +25,8 @@ Families (weights in PriorConfig.weights):
            until an absorbing failure state; states on a line, each action drifts by
            -2..2 (plus a spread of 0..2), and fails with a probability that grows towards
            the ends (half of the MDPs) or varies per state, scaled per action by U[0, 2].
-           Not in the default weights (added after model v3; the held-out seeds of the
-           recorded benchmarks keep their MDPs); a training config names it.
+           Not in the default weights (so the held-out seeds of the recorded benchmarks keep
+           their MDPs); a training config names it.
 - layered: time in the state (a finite-horizon decision tree folded into a DAG, as in
            DeepSea): w to w + 2 layers of w positions (about square, so reaching the far
            side takes a right shift at nearly every layer; leftover states absorbing and

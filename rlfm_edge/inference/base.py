@@ -14,10 +14,8 @@ from rlfm_edge.stats import CountStats
 def refresh_threads() -> int:
     """Intra-op threads for a CPU refresh: one core is left to the control loop (at most 2).
 
-    Measured at 100 Hz on 2 cores with the model refreshing in the background: a second
-    thread made a refresh at most 12% faster but raised the step's p99 from about 150 to
-    about 280 us (torch 144 vs 273 us, ONNX Runtime 181-234 vs 275-344 us). A positive
-    ``OMP_NUM_THREADS`` wins: it is how a user, or the benchmark's worker processes (one
+    A second refresh thread buys little speed and costs the control loop its tail latency when
+    the two share the cores (docs/history/benchmarks.md). A positive ``OMP_NUM_THREADS`` wins: it is how a user, or the benchmark's worker processes (one
     per core already), ask for a thread count.
     """
     requested = os.environ.get("OMP_NUM_THREADS", "")

@@ -4,8 +4,7 @@ A torch forward pass on the CPU allocates a few dozen MB of temporaries and free
 together at the end. glibc then finds more free memory at the top of its heap than its trim
 threshold (or the blocks were mmapped to begin with) and hands it back to the kernel, so
 every refresh page-faults its buffers in afresh (tests/test_inference_memory.py counts the
-faults); on the 2-core VM this project measures on, a 256-state torch refresh took more
-than twice as long that way. ONNX Runtime has its own arena and is unaffected. Raising
+faults), which can double a large torch refresh. ONNX Runtime has its own arena and is unaffected. Raising
 both thresholds is the knob PyTorch's CPU tuning guide reaches through jemalloc/tcmalloc; mallopt does it in
 place, with no preload. The cost: the process keeps its peak heap instead of returning it,
 which on a robot is the behaviour wanted anyway (flat memory, no page-fault jitter).

@@ -20,8 +20,7 @@ class TorchEngine(PolicyEngine):
 
     On the CPU, statistics are padded only up to their own S and A (the network is
     size-agnostic), so a small MDP costs little. On CUDA the forward pass is a few hundred
-    tiny kernels whose launches cost more than their work (3.4 ms eager on an H100 at
-    S=256), so by default (``cuda_graph=None``) it is captured once at the export's static
+    tiny kernels whose launches cost more than their work, so by default (``cuda_graph=None``) it is captured once at the export's static
     shape (Smax, Amax) and replayed. ``max_states``/``max_actions`` are the export sizes.
     On the CPU, ``threads`` (default ``refresh_threads()``, which leaves a core to the
     control loop) sets torch's intra-op threads, which are process-wide: in a robot process

@@ -51,7 +51,7 @@ class AgentClient:
         self.agent = agent
         self.node = Node(name, context=context)
         # Not the EventsExecutor the agent node uses: this client makes a service client per
-        # call, and once in CI (2026-11-26) such a call's answer never arrived under it.
+        # call, and such a call's answer was seen never to arrive under it.
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.actions: deque[tuple[float, int]] = deque()  # (receive time, action)
