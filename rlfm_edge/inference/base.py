@@ -15,9 +15,9 @@ def refresh_threads() -> int:
     """Intra-op threads for a CPU refresh: one core is left to the control loop (at most 2).
 
     A second refresh thread buys little speed and costs the control loop its tail latency when
-    the two share the cores (docs/history/benchmarks.md). A positive ``OMP_NUM_THREADS`` wins: it is how a user, or the benchmark's worker processes (one
-    per core already), ask for a thread count.
-    """
+    the two share the cores (docs/history/benchmarks.md). A positive ``OMP_NUM_THREADS`` wins:
+    it is how a user, or the benchmark's worker processes (one per core already), ask for a
+    thread count."""
     requested = os.environ.get("OMP_NUM_THREADS", "")
     if requested.isdigit() and int(requested) > 0:
         return int(requested)

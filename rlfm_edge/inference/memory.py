@@ -1,13 +1,14 @@
 """Keep freed heap memory in the process, so a CPU refresh does not page-fault its tensors in again.
 
-A torch forward pass on the CPU allocates a few dozen MB of temporaries and frees them
-together at the end. glibc then finds more free memory at the top of its heap than its trim
-threshold (or the blocks were mmapped to begin with) and hands it back to the kernel, so
-every refresh page-faults its buffers in afresh (tests/test_inference_memory.py counts the
-faults), which can double a large torch refresh. ONNX Runtime has its own arena and is unaffected. Raising
-both thresholds is the knob PyTorch's CPU tuning guide reaches through jemalloc/tcmalloc; mallopt does it in
-place, with no preload. The cost: the process keeps its peak heap instead of returning it,
-which on a robot is the behaviour wanted anyway (flat memory, no page-fault jitter).
+A torch forward pass on the CPU allocates a few dozen MB of temporaries and frees them together
+at the end. glibc then finds more free memory at the top of its heap than its trim threshold
+(or the blocks were mmapped to begin with) and hands it back to the kernel, so every refresh
+page-faults its buffers in afresh (tests/test_inference_memory.py counts the faults), which can
+double a large torch refresh. ONNX Runtime has its own arena and is unaffected. Raising both
+thresholds is the knob PyTorch's CPU tuning guide reaches through jemalloc/tcmalloc; mallopt
+does it in place, with no preload. The cost: the process keeps its peak heap instead of
+returning it, which on a robot is the behaviour wanted anyway (flat memory, no page-fault
+jitter).
 """
 
 from __future__ import annotations

@@ -18,16 +18,15 @@ from rlfm_edge.stats import CountStats
 class TorchEngine(PolicyEngine):
     """Runs the shipped (or a given) model directory with torch.
 
-    On the CPU, statistics are padded only up to their own S and A (the network is
-    size-agnostic), so a small MDP costs little. On CUDA the forward pass is a few hundred
-    tiny kernels whose launches cost more than their work, so by default (``cuda_graph=None``) it is captured once at the export's static
-    shape (Smax, Amax) and replayed. ``max_states``/``max_actions`` are the export sizes.
-    On the CPU, ``threads`` (default ``refresh_threads()``, which leaves a core to the
-    control loop) sets torch's intra-op threads, which are process-wide: in a robot process
-    the engine is torch's only user. On the CPU it also keeps freed heap memory in the
-    process (rlfm_edge.inference.memory): without that, each refresh page-faults its
-    temporaries in again.
-    """
+    On the CPU, statistics are padded only up to their own S and A (the network is size-
+    agnostic), so a small MDP costs little. On CUDA the forward pass is a few hundred tiny
+    kernels whose launches cost more than their work, so by default (``cuda_graph=None``) it is
+    captured once at the export's static shape (Smax, Amax) and replayed.
+    ``max_states``/``max_actions`` are the export sizes. On the CPU, ``threads`` (default
+    ``refresh_threads()``, which leaves a core to the control loop) sets torch's intra-op
+    threads, which are process-wide: in a robot process the engine is torch's only user. On the
+    CPU it also keeps freed heap memory in the process (rlfm_edge.inference.memory): without
+    that, each refresh page-faults its temporaries in again."""
 
     backend = "torch"
     # its sizes come from the weights' config.json, not from an export
