@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -158,6 +159,29 @@ def test_resume_skips_finished_runs_and_refuses_other_options(tmp_path):
         first["runs"]["cartpole", "psrl", 0]["returns"]  # rerun, same numbers
     with pytest.raises(ValueError, match="other options"):
         run_robot_experiment(episodes=3, **kw)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_runs_and_stops_the_workers(tmp_path, monkeypatch):
+    from rlfm_edge.bench import robot
+
+    calls = []
+
+    def wait_then_interrupt(objects):
+        if calls:  # the user presses Ctrl-C while the second run is under way
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_wait(objects)
+
+    real_wait = robot.multiprocessing.connection.wait
+    monkeypatch.setattr(robot.multiprocessing.connection, "wait", wait_then_interrupt)
+    started = time.monotonic()
+    result = run_robot_experiment(["cartpole"], ["psrl"], 2, 3, tmp_path, workers=1,
+                                  progress=False)
+    assert not result["complete"]
+    assert list(result["runs"]) == [("cartpole", "psrl", 0)]
+    assert [f.name for f in (tmp_path / "runs").glob("*.json")] == ["cartpole__psrl__0.json"]
+    assert time.monotonic() - started < 60  # did not wait for the remaining runs
 
 
 def _write_config(tmp_path: Path, raw: dict) -> Path:

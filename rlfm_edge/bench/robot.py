@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -168,10 +169,6 @@ def _existing(path: Path, print_: dict) -> dict | None:
     return record
 
 
-def _init_worker() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-
-
 def run_robot_experiment(tasks: Sequence[str], agents: Sequence[str], episodes: int, n_seeds: int,
                          out: str | os.PathLike, seed: int = 0, backend: str = "torch",
                          model: str | None = None, config_dir: str | None = None,
@@ -223,40 +220,54 @@ def run_robot_experiment(tasks: Sequence[str], agents: Sequence[str], episodes: 
     return {"config": config, "runs": runs, "complete": complete}
 
 
+def _child(job: tuple) -> None:
+    """A worker process: one run, written to its file (the parent reads it from there)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    run_one(*job)
+
+
 def _run_jobs(jobs: list[tuple], runs: dict, workers: int | None, progress: bool,
               resumed: int) -> bool:
-    """Run the jobs in spawned processes (one per run); False when interrupted by Ctrl-C."""
+    """Each job in a fresh spawned process, ``workers`` at a time; False when Ctrl-C stopped them.
+
+    A process per run keeps runs independent (no state carried from one to the next) and
+    makes stopping simple: the parent terminates the processes still running.
+    """
     if not jobs:
         return True
     workers = min(os.cpu_count() or 1, len(jobs)) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers}")
+    context = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(jobs) + resumed, initial=resumed, desc="bench robot", unit="run",
                disable=not progress, dynamic_ncols=True)
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                               max_tasks_per_child=1)
+    queue, live = list(jobs), {}
     try:
-        pending = {pool.submit(run_one, *job): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                t, a, s = pending.pop(fut)[:3]
-                runs[t, a, s] = fut.result()
-                bar.set_postfix_str(f"{t}/{a}/{s}: {np.mean(runs[t, a, s]['returns']):.1f}",
+        while queue or live:
+            while queue and len(live) < workers:
+                job = queue.pop(0)
+                process = context.Process(target=_child, args=(job,), daemon=True)
+                process.start()
+                live[process.sentinel] = (process, job)
+            for sentinel in multiprocessing.connection.wait(list(live)):
+                process, job = live.pop(sentinel)
+                process.join()
+                task, agent, seed = job[:3]
+                if process.exitcode != 0:
+                    raise RuntimeError(f"run {task}/{agent}/seed {seed} failed (exit code "
+                                       f"{process.exitcode}; its error is printed above)")
+                runs[task, agent, seed] = record = json.loads(Path(job[-1]).read_text())
+                bar.set_postfix_str(f"{task}/{agent}/{seed}: {np.mean(record['returns']):.1f}",
                                     refresh=False)
                 bar.update()
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # the runs in progress are lost; the finished ones are on disk
-        return False
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
+        return False  # the finished runs are on disk; the ones in progress are lost
     finally:
+        for process, _ in live.values():
+            process.terminate()
+        for process, _ in live.values():
+            process.join()
         bar.close()
-    pool.shutdown()
     return True
 
 
