@@ -29,6 +29,19 @@ from rlfm_edge.runtime.robot_config import RobotConfig
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "robot_tasks"
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """The model's engine sets torch's (process-wide) thread count to 1, as a bench worker wants."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def configs() -> dict[str, dict]:
     return {name: robot_config(task) for name, task in TASKS.items()}

@@ -10,8 +10,8 @@ them to the agent (robot_actors.py). Episode e of run seed s starts from the res
 Runs are independent processes (spawned, one per run, with torch and ONNX Runtime on one
 thread), spread over ``workers`` (default: one per core). Each finished run is written at
 once to ``<out>/runs/<task>__<agent>__<seed>.json``; a rerun with the same options skips the
-runs already there (resume), and Ctrl-C stops the pool and keeps, and reports, the finished
-ones. A run file records what it was run with (``fingerprint``); one that differs from the
+runs already there (resume), and Ctrl-C stops the worker processes and keeps, and reports,
+the finished ones. A run file records what it was run with (``fingerprint``); one that differs from the
 options asked for is refused rather than mixed in.
 """
 
@@ -24,7 +24,7 @@ import multiprocessing.connection
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,7 @@ AGENTS = (*ONLINE_AGENTS, *TABULAR_AGENTS, *DEEP_AGENTS)
 RUN_FORMAT = 1
 
 
-def run_discrete(task: RobotTask, actor, episodes: int, seed: int,
-                 on_episode: Callable[[int], None] | None = None) -> dict:
+def run_discrete(task: RobotTask, actor, episodes: int, seed: int) -> dict:
     """Drive ``actor`` (OnlineAgent or TabularActor) through ``episodes`` episodes of ``task``."""
     env = task.make_env()
     returns, steps, terminated = [], [], []
@@ -66,8 +65,6 @@ def run_discrete(task: RobotTask, actor, episodes: int, seed: int,
             returns.append(ret)
             steps.append(n)
             terminated.append(bool(term))
-            if on_episode is not None:
-                on_episode(1)
     finally:
         actor.close()
         env.close()
@@ -132,7 +129,6 @@ def run_path(out: Path, task: str, agent: str, seed: int) -> Path:
 def run_one(task_name: str, agent: str, seed: int, episodes: int, config: dict, backend: str,
             model: str | None, print_: dict, path: str | None = None) -> dict:
     """One run (in its own process); written to ``path`` when given. ``print_`` is its fingerprint."""
-    os.environ["OMP_NUM_THREADS"] = "1"
     cpu0, wall0 = time.process_time(), time.perf_counter()
     task = get_task(task_name)
     if agent in DEEP_AGENTS:
@@ -222,6 +218,7 @@ def run_robot_experiment(tasks: Sequence[str], agents: Sequence[str], episodes: 
 
 def _child(job: tuple) -> None:
     """A worker process: one run, written to its file (the parent reads it from there)."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # before torch or ONNX Runtime is imported
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     run_one(*job)
 

@@ -31,8 +31,6 @@ stopped training).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import gymnasium as gym
 import numpy as np
 
@@ -144,8 +142,7 @@ def _rescaled(value, n_timesteps: float, run_timesteps: int):
     return float(value)
 
 
-def run_deep(agent: str, task: RobotTask, episodes: int, seed: int,
-             on_episode: Callable[[int], None] | None = None) -> dict:
+def run_deep(agent: str, task: RobotTask, episodes: int, seed: int) -> dict:
     """Train ``agent`` online until ``episodes`` episodes have ended; their returns and steps."""
     reason = unavailable_reason()
     if reason is not None:
@@ -180,15 +177,7 @@ def run_deep(agent: str, task: RobotTask, episodes: int, seed: int,
         hp["exploration_fraction"] = fraction * n_timesteps / run_timesteps  # > 1 is fine: linear
 
     class StopAtEpisodes(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.reported = 0
-
         def _on_step(self) -> bool:
-            done = min(len(log.returns), episodes)
-            if on_episode is not None and done > self.reported:
-                on_episode(done - self.reported)
-            self.reported = done
             return len(log.returns) < episodes
 
     policy = hp.pop("policy")
