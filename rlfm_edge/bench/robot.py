@@ -171,7 +171,8 @@ def run_robot_experiment(tasks: Sequence[str], agents: Sequence[str], episodes: 
                          workers: int | None = None, progress: bool = True) -> dict:
     """Run (or resume) every task x agent x seed; returns the runs found and whether all finished.
 
-    Returns {"config": ..., "runs": {(task, agent, seed): record}, "complete": bool}.
+    Returns {"config": ..., "runs": {(task, agent, seed): record}, "complete": bool,
+    "resumed": how many runs were already on disk}.
     """
     tasks, agents = _names("tasks", tasks, TASKS), _names("agents", agents, AGENTS)
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -212,8 +213,9 @@ def run_robot_experiment(tasks: Sequence[str], agents: Sequence[str], episodes: 
     config = {"tasks": tasks, "agents": agents, "episodes": episodes, "seeds": seeds,
               "backend": backend, "model": model, "model_sha256": model_sha,
               "config_dir": config_dir}
-    complete = _run_jobs(jobs, runs, workers, progress, resumed=len(runs))
-    return {"config": config, "runs": runs, "complete": complete}
+    resumed = len(runs)
+    complete = _run_jobs(jobs, runs, workers, progress, resumed=resumed)
+    return {"config": config, "runs": runs, "complete": complete, "resumed": resumed}
 
 
 def _child(job: tuple) -> None:

@@ -28,6 +28,7 @@ def cmd_robot(args: argparse.Namespace) -> int:
                                    progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     expected = len(tasks) * len(agents) * args.seeds
+    resumed = results["resumed"]
     table, paths = write_robot_report(results, args.out)
     print(table)
     status = ("" if results["complete"] else
@@ -43,9 +44,10 @@ def cmd_robot(args: argparse.Namespace) -> int:
     if args.config_dir:
         command += ["--config-dir", args.config_dir]
     command += ["--out", args.out]
-    body = (f"{table}\n{status}Runs: {len(results['runs'])} of {expected}; "
-            f"{elapsed:.0f} s wall for the runs this invocation made, on {os.cpu_count()} CPU cores "
-            f"(CPU seconds per run are each worker's process time); plot: `{paths[-1]}`.")
+    body = (f"{table}\n{status}Runs: {len(results['runs'])} of {expected}, {resumed} of them "
+            f"resumed from {args.out}/runs; {elapsed:.0f} s wall for the rest, on "
+            f"{os.cpu_count()} CPU cores (CPU seconds per run are each worker's process time, "
+            f"model loading included); plot: `{paths[-1]}`.")
     record(args, f"Robot tasks: {', '.join(tasks)} ({args.episodes} episodes, {args.seeds} seeds)",
            shlex.join(command), body)
     return 0 if results["complete"] else 130
