@@ -16,7 +16,9 @@ from functools import partial
 from rlfm_edge.agents.base import Agent
 from rlfm_edge.agents.psrl import PSRLAgent
 from rlfm_edge.agents.qlearning import EpsGreedyQLearningAgent, UCBQLearningAgent
+from rlfm_edge.agents.qlearning_disc import DiscountedUCBQLearningAgent
 from rlfm_edge.agents.random_agent import RandomAgent
+from rlfm_edge.agents.receding import RecedingPSRLAgent, RecedingUCBVIAgent
 from rlfm_edge.agents.ucbvi import UCBVIAgent
 
 __all__ = ["Agent", "make_agent", "agent_names", "unavailable_agents"]
@@ -33,6 +35,10 @@ _BUILTIN: dict[str, Callable[..., Agent]] = {
     "qlearning_paper": partial(UCBQLearningAgent, paper=True),
     "qlearning_eps": EpsGreedyQLearningAgent,
     "psrl": PSRLAgent,
+    # receding-horizon and discounted forms, for robots' long or open-ended episodes
+    "psrl_rh": RecedingPSRLAgent,
+    "ucbvi_rh": RecedingUCBVIAgent,
+    "qlearning_disc": DiscountedUCBQLearningAgent,
     "random": RandomAgent,
 }
 # name -> (module, attribute): agents whose import may fail on a machine without their deps.

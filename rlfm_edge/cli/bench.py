@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-BENCH_MODULES: list[str] = ["bench_latency", "bench_loop"]
+BENCH_MODULES: list[str] = ["bench_latency", "bench_loop", "bench_robot"]
 DEFAULT_BENCHMARKS_FILE = "BENCHMARKS.md"
 
 

@@ -82,6 +82,19 @@ from rlfm_edge.stats import CountStats, StatsFileError
 
 log = logging.getLogger(__name__)
 
+
+def absorbing_transitions(prev_state: int, prev_action: int, reward: float, terminal: int,
+                          worth: float, n_actions: int) -> list[tuple[int, int, float, int]]:
+    """What a terminal episode end adds to the statistics, (s, a, r, s') each: the last action's
+    transition into the absorbing state, then one self-loop per action at its worth per step.
+
+    The one source of how terminations enter the counts, for the runtime and for the tabular
+    agents benchmarked beside it.
+    """
+    return [(prev_state, prev_action, reward, terminal),
+            *((terminal, a, worth, terminal) for a in range(n_actions))]
+
+
 # Bookkeeper queue items: (prev_state, prev_action, reward, state) is a transition for the
 # statistics; a longer tuple is a step record for the MCAP log (queued only with a log);
 # _RESET and _Replace replace the statistics.
@@ -400,14 +413,13 @@ class OnlineAgent:
                 raise InvalidObservation(str(exc)) from None
         prev = self._prev
         if prev is not None:
-            self._queue.append((prev[0], prev[1], reward, T))
+            added = absorbing_transitions(prev[0], prev[1], reward, T, worth, self.n_actions)
             self._see(prev[0])
             self._see(T)
-            self._c.stats_transitions += 1 + self.n_actions
-            self._tried[prev[0] * self.n_actions + prev[1]] = 1
-            for a in range(self.n_actions):
-                self._tried[T * self.n_actions + a] = 1
-                self._queue.append((T, a, worth, T))
+            self._c.stats_transitions += len(added)
+            for s, a, _, _ in added:
+                self._tried[s * self.n_actions + a] = 1
+            self._queue.extend(added)
             if self.transition_log is not None:
                 obs = (np.zeros(0, np.float32) if observation is None
                        else np.array(observation, np.float32).ravel())
