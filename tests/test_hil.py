@@ -79,7 +79,9 @@ def test_unplugged_port_is_reopened_and_the_robot_reset_starts_a_new_episode(tmp
     link, lc = session.link.counters, session.loop.counters
     assert link.disconnects >= 1 and link.connects >= 2
     assert lc.resets >= 1 and lc.episodes == 5
-    assert session.robot["cut_episodes"] == 1 and sum(e.cut for e in session.episodes) == 1
+    # The robot cut one episode; the host saw it cut unless the cable came out just as that
+    # episode's first frame was on the wire (then the host never saw the episode at all).
+    assert session.robot["cut_episodes"] == 1 and sum(e.cut for e in session.episodes) <= 1
     # at most the one step in flight when the cable came out is lost
     assert 0 <= session.robot["actions_applied"] - agent.counters.transitions <= 1
 
