@@ -190,6 +190,30 @@ def test_training_config_rejects_unknown_fields(tmp_path):
         TrainConfig.from_yaml(path)
 
 
+def test_mdp_loss_weighting_averages_each_mdps_own_state_mean_and_is_checked():
+    import torch
+
+    from rlfm_edge.training.losses import boltzmann_cross_entropy
+    from rlfm_edge.training.train import TrainConfig
+
+    # Two MDPs in one batch: MDP 0 has one state, MDP 1 three; two actions per state.
+    logits = torch.tensor([0.0, 1.0, 2.0, 0.0, 0.5, 0.5, -1.0, 1.0])
+    q = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    owner = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    per_state = torch.stack([boltzmann_cross_entropy(logits[owner == s], q[owner == s],
+                                                     torch.zeros(2, dtype=torch.long), 1, 0.5)
+                             for s in range(4)])
+    graph_of_state = torch.tensor([0, 1, 1, 1])
+    sizes = torch.bincount(graph_of_state).double()
+    weight = 1.0 / (sizes[graph_of_state] * 2)
+    by_mdp = boltzmann_cross_entropy(logits, q, owner, 4, 0.5, weight)
+    assert by_mdp.item() == pytest.approx((per_state[0] + per_state[1:].mean()).item() / 2)
+    assert by_mdp.item() != pytest.approx(per_state.mean().item())
+    assert boltzmann_cross_entropy(logits, q, owner, 4, 0.5).item() == pytest.approx(per_state.mean().item())
+    with pytest.raises(ValueError, match="loss_weight"):
+        TrainConfig(loss_weight="graph")
+
+
 def test_validation_shares_ties_instead_of_picking_action_zero():
     from rlfm_edge.mdp import TabularMDP
     from rlfm_edge.training.validate import _normalized_value

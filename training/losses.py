@@ -15,8 +15,13 @@ def group_log_softmax(x: torch.Tensor, group: torch.Tensor, n_groups: int) -> to
 
 
 def boltzmann_cross_entropy(logits: torch.Tensor, q_scaled: torch.Tensor, group: torch.Tensor,
-                            n_groups: int, tau: float) -> torch.Tensor:
-    """Mean over states of H(softmax(q/tau), softmax(logits))."""
+                            n_groups: int, tau: float,
+                            group_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over states of H(softmax(q/tau), softmax(logits)), or its weighted sum when
+    group_weight gives each state's weight (weights summing to 1)."""
     target = group_log_softmax(q_scaled / tau, group, n_groups).exp()
     logp = group_log_softmax(logits, group, n_groups)
-    return -(target * logp).sum() / n_groups
+    if group_weight is None:
+        return -(target * logp).sum() / n_groups
+    per_state = scatter(target * logp, group, dim=0, dim_size=n_groups, reduce="sum")
+    return -(per_state * group_weight).sum()

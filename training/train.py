@@ -43,6 +43,7 @@ from rlfm_edge.training.prior import PriorConfig
 from rlfm_edge.training.validate import validate
 
 log = logging.getLogger("rlfm_edge.train")
+LOSS_WEIGHTS = ("state", "mdp")
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     tau: float = 0.05          # target temperature, relative to the Q* range of each MDP
+    loss_weight: str = "state"  # "state": every state weighs the same; "mdp": every MDP does
     grad_clip: float = 1.0
     workers: int = 2
     time_budget_s: float = 0.0  # stop after this much training time (0: no limit)
@@ -83,6 +85,9 @@ class TrainConfig:
         for name in ("weight_decay", "time_budget_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
+        if self.loss_weight not in LOSS_WEIGHTS:
+            raise ValueError(f"loss_weight: expected one of {', '.join(LOSS_WEIGHTS)}, "
+                             f"got {self.loss_weight!r}")
         model, prior, data = self.sections()
         if data.max_successors != model.max_successors:
             raise ValueError(f"data.max_successors={data.max_successors} must equal "
@@ -152,10 +157,17 @@ class Examples(torch.utils.data.Dataset):
         return data
 
 
-def batch_loss(net, batch: Batch, tau: float) -> torch.Tensor:
+def batch_loss(net, batch: Batch, tau: float, loss_weight: str = "state") -> torch.Tensor:
+    """The batch's cross-entropy, each state weighing the same ("state") or each MDP ("mdp":
+    its states share 1 / batch size, so large MDPs do not outweigh small ones)."""
     logits = net(batch)
     owner = batch[OWN].edge_index[1]
-    return boltzmann_cross_entropy(logits, batch["sa"].q, owner, batch["state"].num_nodes, tau)
+    weight = None
+    if loss_weight == "mdp":
+        graph = batch["state"].batch
+        sizes = torch.bincount(graph, minlength=batch.num_graphs).to(logits.dtype)
+        weight = 1.0 / (sizes[graph] * batch.num_graphs)
+    return boltzmann_cross_entropy(logits, batch["sa"].q, owner, batch["state"].num_nodes, tau, weight)
 
 
 def _seed_everything(seed: int) -> None:
@@ -279,7 +291,7 @@ def train(cfg: TrainConfig) -> Path:
             t_epoch, losses = time.time(), []
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0)
             for batch in bar:
-                loss = batch_loss(model, batch, cfg.tau)
+                loss = batch_loss(model, batch, cfg.tau, cfg.loss_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -297,7 +309,7 @@ def train(cfg: TrainConfig) -> Path:
             if rank == 0:
                 net.eval()
                 with torch.no_grad():
-                    val_loss = float(np.mean([batch_loss(net, b, cfg.tau).item()
+                    val_loss = float(np.mean([batch_loss(net, b, cfg.tau, cfg.loss_weight).item()
                                               for b in DataLoader(val_set, batch_size=256)]))
                 metrics = validate(net, val_shards, model_cfg.max_successors)
                 entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
