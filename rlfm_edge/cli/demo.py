@@ -157,8 +157,7 @@ def _demo(args: argparse.Namespace) -> int:
 COUNTER_MEANINGS = {
     "refreshes": "policies recomputed from the statistics by the background thread",
     "late_refreshes": "refreshes slower than one control tick; the agent kept acting on the "
-                      "previous policy meanwhile (usual on a CPU at 200 Hz, where a refresh "
-                      "takes several ticks)",
+                      "previous policy meanwhile (a busy CPU, or a model slower than the tick)",
     "clipped_values": "observation values outside the discretizer's [low, high], counted in the "
                       "end bins (CartPole's velocities leave the range as the pole falls)",
     "repeats_answered": "observations the robot sent again because no ACTION came within its "
