@@ -15,6 +15,7 @@ from rlfm_edge.bench.report import (
     offline_table,
     online_table,
     print_and_record,
+    question_of,
     record_section,
     regret_ratios,
     summarize_online,
@@ -417,3 +418,22 @@ def test_record_section_replaces_a_section_filed_under_a_question_in_place(tmp_p
     assert text.index("## Learning online") < text.index("### Online A") < text.index("new table") \
         < text.index("### Online B") < text.index("## Reliability") < text.index("new soak table")
     assert "table B" in text and "What it asks." in text and text.rstrip().endswith("new soak table")
+
+
+def test_a_new_section_is_filed_at_the_end_of_the_question_its_command_answers(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Learning online\n\n### Online A\n\ntable A\n\n"
+                    "## Inference latency and INT8\n\n### Old latency\n\nold rows\n\n## Reliability\n\n"
+                    "### Soak\n\nsoak table\n")
+    record_section(path, "New latency", "rlfm-edge bench latency --states 64", "latency rows")
+    record_section(path, "Held-out split", "python benchmarks/heldout_prior.py --mdps 8", "regret rows")
+    record_section(path, "Something else", "python benchmarks/unknown.py", "other rows")
+    text = path.read_text()
+    assert text.index("## Inference latency and INT8") < text.index("old rows") \
+        < text.index("### New latency") < text.index("latency rows") < text.index("## Reliability")
+    assert text.index("table A") < text.index("### Held-out split") \
+        < text.index("## Inference latency and INT8")
+    assert text.rstrip().endswith("other rows") and "\n## Something else\n" in text
+    assert question_of("rlfm-edge bench robot --seeds 2") == "Robot tasks"
+    assert question_of("python benchmarks/kill9_loss.py --kills 3") == "Reliability"
+    assert question_of("rlfm-edge bench robot-configs") is None

@@ -248,14 +248,41 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> tuple[str, list[P
     return table, [js, md, plot]
 
 
+# BENCHMARKS.md is grouped by question (a ``## question`` heading each); a new section goes
+# under the question its command answers. Keys: the bench subcommand or the script's name.
+QUESTION_OF_COMMAND = {
+    "bench online": "Learning online", "heldout_prior.py": "Learning online",
+    "survival_probe.py": "Learning online",
+    "bench offline": "Learning offline", "plan_following.py": "Learning offline",
+    "bench robot": "Robot tasks", "ros_vs_serve.py": "Robot tasks",
+    "bench latency": "Inference latency and INT8", "layout_ab.py": "Inference latency and INT8",
+    "int8_agreement.py": "Inference latency and INT8", "int8_sensitivity.py": "Inference latency and INT8",
+    "gpu_parity.py": "Inference latency and INT8",
+    "bench loop": "Robot loop", "bench stats": "Robot loop", "ros_latency.py": "Robot loop",
+    "fuzz.py": "Reliability", "soak.py": "Reliability", "kill9_loss.py": "Reliability",
+    "robot_prior_stability.py": "Training cost",
+}
+
+
+def question_of(command: str) -> str | None:
+    """The BENCHMARKS.md question a recorded command answers, or None if it has none."""
+    words = shlex.split(command)
+    if words[:2] == ["rlfm-edge", "bench"] and len(words) > 2:
+        return QUESTION_OF_COMMAND.get(f"bench {words[2]}")
+    if words[:1] == ["python"] and len(words) > 1:
+        return QUESTION_OF_COMMAND.get(Path(words[1]).name)
+    return None
+
+
 def record_section(path: str | os.PathLike, title: str, command: str, body: str) -> Path:
     """Add or replace the section titled ``title`` of a markdown file (created if missing).
 
     The section holds the command that produced it, in a code block, then ``body``. An
     existing ``## {title}`` or ``### {title}`` (a section filed under a question's heading)
-    is replaced in place at its level, up to the next heading of the same or a higher level;
-    a new one is added at the end as ``## {title}``. Other sections are kept as they are; the
-    file is replaced atomically.
+    is replaced in place at its level, up to the next heading of the same or a higher level.
+    A new one goes at the end of its question's group as ``### {title}`` (question_of), or
+    at the end of the file as ``## {title}`` when the file has no such group. Other sections
+    are kept as they are; the file is replaced atomically.
     """
     path = Path(path)
     title = " ".join(title.split())
@@ -268,7 +295,15 @@ def record_section(path: str | os.PathLike, title: str, command: str, body: str)
     headings = _headings(lines)
     start = next((i for i, (level, name) in headings.items()
                   if level in (2, 3) and name == title), None)
-    if start is None:
+    question = question_of(command)
+    group = next((i for i, (level, name) in headings.items() if level == 2 and name == question), None)
+    if start is None and group is not None:
+        section = f"### {title}\n\n```\n{command}\n```\n\n{body.strip()}\n"
+        end = next((i for i, (lv, _) in headings.items() if i > group and lv <= 2), len(lines))
+        head = "".join(lines[:end]).rstrip("\n")
+        tail = "".join(lines[end:])
+        new = head + "\n\n" + section + ("\n" + tail if tail else "")
+    elif start is None:
         section = f"## {title}\n\n```\n{command}\n```\n\n{body.strip()}\n"
         new = text.rstrip("\n") + "\n\n" + section
     else:
