@@ -37,7 +37,11 @@ def test_every_system_induces_a_valid_mdp_whose_terminals_are_absorbing_at_their
 def test_the_family_is_reproducible_from_its_seed():
     a = sample_robot_mdp(np.random.default_rng(11), 200, 2, 30)
     b = sample_robot_mdp(np.random.default_rng(11), 200, 2, 30)
-    assert np.array_equal(a.P, b.P) and np.array_equal(a.R, b.R) and a.meta == b.meta
+    assert np.array_equal(a.P, b.P) and np.array_equal(a.R, b.R)
+    plain = [{k: v for k, v in m.meta.items() if k != "binned_system"} for m in (a, b)]
+    assert plain[0] == plain[1]
+    assert all(np.array_equal(x, y) for x, y in zip(a.meta["binned_system"].edges,
+                                                    b.meta["binned_system"].edges, strict=True))
 
 
 def _drift_line() -> System:
@@ -72,3 +76,64 @@ def test_the_prior_draws_robot_mdps_within_its_robot_sizes():
         assert mdp.meta["family"] == "robot" and mdp.n_states <= 64 and 20 <= mdp.horizon <= 60
     with pytest.raises(ValueError, match="robot_s_max"):
         PriorConfig(robot_s_max=4)
+
+
+def _uniform_counts(mdp, binned, episodes=2000):
+    from rlfm_edge.stats import CountStats
+
+    S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+    stats = CountStats(S, A)
+    binned.rollout(np.full((H, S, A), 1.0 / A), episodes, np.random.default_rng(0), stats)
+    return stats
+
+
+def test_statistics_come_from_the_continuous_system_in_the_shuffled_mdps_indices():
+    import dataclasses
+
+    mdp = sample_mdp(np.random.default_rng(3), PriorConfig(weights={"robot": 1.0}))
+    assert mdp.meta["system"] == "pendulum"
+    binned = mdp.meta["binned_system"]
+
+    def tv_to_P(stats):
+        seen = stats.n_sa >= 200
+        P_hat = stats.n_sas / np.maximum(stats.n_sa, 1)[..., None]
+        return 0.5 * np.abs(P_hat - mdp.P).sum(axis=-1)[seen].mean()
+
+    right = tv_to_P(_uniform_counts(mdp, binned))
+    unshuffled = dataclasses.replace(binned, control_of=np.broadcast_to(
+        np.arange(mdp.n_actions), (mdp.n_states, mdp.n_actions)).copy())
+    assert right < 0.1 and tv_to_P(_uniform_counts(mdp, unshuffled)) > 2 * right
+
+
+def test_an_absorbed_episode_stays_in_its_terminal_state_at_its_worth():
+    from rlfm_edge.training.rollout import rollout
+
+    prior = PriorConfig(weights={"robot": 1.0})
+    rng = np.random.default_rng(0)
+    seen = set()
+    while len(seen) < 2:
+        mdp = sample_mdp(rng, prior)
+        S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+        stats = rollout(mdp, np.full((H, S, A), 1.0 / A), 300, np.random.default_rng(1))
+        assert stats.n_sa.sum() == 300 * H
+        for kind, state in _terminal_states(mdp).items():
+            if stats.n_sa[state].sum() == 0:
+                continue
+            seen.add(kind)
+            assert stats.n_sas[state, :, state].sum() == stats.n_sa[state].sum()
+            worth = 1.0 if kind == "goal" else 0.0
+            assert stats.reward_sum[state].sum() == worth * stats.n_sa[state].sum()
+
+
+def _terminal_states(mdp) -> dict[str, int]:
+    """The MDP state of each terminal kind: the absorbing state at the kind's worth."""
+    out = {}
+    for kind in mdp.meta["terminals"]:
+        worth = 1.0 if kind == "goal" else 0.0
+        absorbing = [s for s in range(mdp.n_states)
+                     if np.all(mdp.P[s, :, s] == 1.0) and np.all(mdp.R[s] == worth)]
+        binned = mdp.meta["binned_system"]
+        n_bins = int(np.prod([len(e) + 1 for e in binned.edges]))
+        out[kind] = int(binned.state_of[n_bins + binned.kinds.index(kind)])
+        assert out[kind] in absorbing
+    return out

@@ -340,9 +340,11 @@ FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, 
 
 
 def _permute_actions(rng: np.random.Generator, P: np.ndarray, R: np.ndarray):
+    """P and R with each state's actions shuffled, and the shuffle (new action a of state s
+    is the old action perm[s, a])."""
     S, A, _ = P.shape
     perm = np.argsort(rng.random((S, A)), axis=1)
-    return np.take_along_axis(P, perm[:, :, None], axis=1), np.take_along_axis(R, perm, axis=1)
+    return np.take_along_axis(P, perm[:, :, None], axis=1), np.take_along_axis(R, perm, axis=1), perm
 
 
 def _add_absorbing(rng: np.random.Generator, P: np.ndarray, R: np.ndarray) -> None:
@@ -363,15 +365,16 @@ def sample_mdp(rng: np.random.Generator, config: PriorConfig = PriorConfig()) ->
         A = int(rng.integers(config.a_min, config.a_max + 1))
         H = _log_uniform_int(rng, config.robot_h_min, config.h_max)
         mdp = sample_robot_mdp(rng, config.robot_s_max, A, H)
-        P, R = _permute_actions(rng, mdp.P, mdp.R)
+        P, R, actions = _permute_actions(rng, mdp.P, mdp.R)
         perm = rng.permutation(mdp.n_states)
+        meta = {**mdp.meta, "binned_system": mdp.meta["binned_system"].shuffled(perm, actions)}
         return TabularMDP(P[perm][:, :, perm], R[perm], mdp.mu0[perm], H, name=mdp.name,
-                          reward_dist=mdp.reward_dist, meta=mdp.meta)
+                          reward_dist=mdp.reward_dist, meta=meta)
     S = _log_uniform_int(rng, config.s_min, config.s_max)
     A = int(rng.integers(config.a_min, config.a_max + 1))
     H = _log_uniform_int(rng, config.h_min, config.h_max)
     P, R = FAMILIES[family](rng, S, A)
-    P, R = _permute_actions(rng, P, R)
+    P, R, _ = _permute_actions(rng, P, R)
     if S > 2 and family not in ("bandit",) and rng.random() < config.absorbing_prob:
         _add_absorbing(rng, P, R)
     mu0 = np.zeros(S)

@@ -48,6 +48,11 @@ Failure and goal are extra absorbing states after the bins, in that order, as th
 them (rlfm_edge.runtime.online_agent.TERMINAL_KINDS). ``SAMPLES_PER_BIN`` is what makes Q*
 stable: the target policy's total-variation distance to a 4096-sample estimate is recorded
 in BENCHMARKS.md ("Training: the robot prior family's target stability").
+
+The training examples' statistics, though, are not drawn from that MDP: they come from
+episodes of the continuous system seen through the bins (``BinnedSystem``), as a robot's do.
+A bin hides where in it the system is, so those counts are not a Markov chain's: what a bin
+leads to depends on the policy and the history, and Q* of the induced MDP stays the target.
 """
 
 from __future__ import annotations
@@ -421,9 +426,67 @@ def induced_mdp(system: System, edges: list[np.ndarray], obs_noise: np.ndarray, 
                             "terminals": kinds})
 
 
+@dataclass(eq=False)
+class BinnedSystem:
+    """Episodes of a continuous system seen through its bins, counted in the state and action
+    indices of its induced MDP after the prior's shuffles: the statistics a robot would make.
+
+    ``state_of[k]`` is the MDP state of bin (or terminal) k; ``control_of[s, a]`` the index in
+    ``system.controls`` of the MDP's action a in state s. Once absorbed, an episode stays in
+    its terminal state, worth 1 per step for a goal and 0 for a failure, as in the MDP.
+    """
+
+    system: System
+    edges: list[np.ndarray]
+    obs_noise: np.ndarray
+    kinds: list[str]
+    state_of: np.ndarray
+    control_of: np.ndarray
+
+    def shuffled(self, state_perm: np.ndarray, action_perm: np.ndarray) -> BinnedSystem:
+        """The same rollouts in an MDP whose state i is this one's ``state_perm[i]`` and whose
+        action a in state s is this one's ``action_perm[s, a]`` (in the old state's numbering)."""
+        inverse = np.empty_like(state_perm)
+        inverse[state_perm] = np.arange(len(state_perm))
+        control = np.take_along_axis(self.control_of, action_perm, axis=1)
+        return BinnedSystem(self.system, self.edges, self.obs_noise, self.kinds,
+                            inverse[self.state_of], control[state_perm])
+
+    def _states(self, x: np.ndarray, kind: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        obs = self.system.observe(x)
+        index = _bin_index(obs + self.obs_noise * rng.standard_normal(obs.shape), self.edges)
+        n_bins = int(np.prod([len(e) + 1 for e in self.edges]))
+        index[kind >= 0] = n_bins + kind[kind >= 0]
+        return self.state_of[index]
+
+    def rollout(self, policy: np.ndarray, episodes: int, rng: np.random.Generator, stats) -> None:
+        """Add ``episodes`` episodes of ``policy`` (H, S, A) action probabilities to ``stats``."""
+        A = policy.shape[2]
+        cdf_pi = np.cumsum(policy, axis=2)
+        x = self.system.start(episodes, rng)
+        kind = np.full(episodes, -1)  # index into self.kinds once absorbed
+        worth = np.array([1.0 if k == "goal" else 0.0 for k in self.kinds] + [0.0])
+        s = self._states(x, kind, rng)
+        for h in range(policy.shape[0]):
+            a = (cdf_pi[h, s] < rng.random((episodes, 1))).sum(axis=1).clip(0, A - 1)
+            u = self.system.controls[self.control_of[s, a]]
+            live = kind < 0
+            r = worth[kind]
+            if live.any():
+                r[live] = self.system.reward(x[live], u[live])
+                x[live] = self.system.step(x[live], u[live], rng)
+                fail, goal = _absorbed(self.system, x)
+                for i, name in enumerate(self.kinds):
+                    kind[live & (fail if name == "failure" else goal)] = i
+            s_next = self._states(x, kind, rng)
+            stats.update_batch(s, a, r, s_next)
+            s = s_next
+
+
 def sample_robot_mdp(rng: np.random.Generator, s_max: int, n_actions: int, horizon: int,
                      samples_per_bin: int = SAMPLES_PER_BIN) -> TabularMDP:
-    """Draw a system, its bins (at most ``s_max`` states with the terminal ones) and its MDP."""
+    """Draw a system, its bins (at most ``s_max`` states with the terminal ones) and its MDP;
+    ``meta["binned_system"]`` makes the MDP's statistics (BinnedSystem)."""
     name = SYSTEMS[rng.integers(len(SYSTEMS))]
     system = BUILDERS[name](rng, n_actions)
     obs = system.observe(_random_rollouts(system, rng))
@@ -432,4 +495,9 @@ def sample_robot_mdp(rng: np.random.Generator, s_max: int, n_actions: int, horiz
     n_terminals = (system.failure is not None) + (system.goal is not None)
     bins = _bins(rng, obs.shape[1], max(16, s_max - n_terminals))
     edges = _edges(rng, obs, bins)
-    return induced_mdp(system, edges, obs_noise, horizon, rng, samples_per_bin)
+    mdp = induced_mdp(system, edges, obs_noise, horizon, rng, samples_per_bin)
+    kinds = list(mdp.meta["terminals"])
+    mdp.meta["binned_system"] = BinnedSystem(
+        system, edges, obs_noise, kinds, np.arange(mdp.n_states),
+        np.broadcast_to(np.arange(n_actions), (mdp.n_states, n_actions)).copy())
+    return mdp

@@ -10,9 +10,13 @@ from rlfm_edge.stats import CountStats
 
 def rollout(mdp: TabularMDP, policy: np.ndarray, episodes: int, rng: np.random.Generator,
             stats: CountStats | None = None) -> CountStats:
-    """Run ``episodes`` independent episodes of ``policy`` (H, S, A) action probabilities."""
+    """Run ``episodes`` independent episodes of ``policy`` (H, S, A) action probabilities; in
+    the MDP's own system when it has one (``meta["binned_system"]``, the robot family)."""
     stats = stats if stats is not None else CountStats(mdp.n_states, mdp.n_actions)
     if episodes <= 0:
+        return stats
+    if "binned_system" in mdp.meta:
+        mdp.meta["binned_system"].rollout(policy, episodes, rng, stats)
         return stats
     S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
     cdf_p = np.cumsum(mdp.P, axis=2)
