@@ -152,15 +152,17 @@ def main() -> int:
     if len(engines) > 1:
         lines += ["", "Paired against the main model: mean of (regret - main model's regret) over "
                   "the MDPs, +- its standard error (negative: lower regret than the main model); "
-                  "relative: that mean over the main model's mean regret.",
-                  "", "| model or engine | temperature | difference | standard error | relative |",
-                  "|---|---|---|---|---|"]
+                  "relative: that mean over the main model's mean regret; in SE: that mean over "
+                  "its standard error (the ship rules' 2 SE).",
+                  "", "| model or engine | temperature | difference | standard error | relative | in SE |",
+                  "|---|---|---|---|---|---|"]
         for other in [*args.compare, *args.compare_engines]:
             for t in temperatures:
                 d = np.subtract(regret[f"rlfm T={t} ({other})"], regret[f"rlfm T={t}"])
+                se = d.std(ddof=1) / np.sqrt(d.size)
                 relative = d.mean() / max(np.mean(regret[f"rlfm T={t}"]), 1e-9)
-                lines.append(f"| {other} | {t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} "
-                             f"| {relative:+.1%} |")
+                lines.append(f"| {other} | {t} | {d.mean():+.3f} | {se:.3f} | {relative:+.1%} "
+                             f"| {d.mean() / se if se > 0 else 0.0:+.2f} |")
     body = "\n".join(lines)
     split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
     split += "" if args.episodes == 100 else f", {args.episodes} episodes"

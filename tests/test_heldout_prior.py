@@ -21,6 +21,7 @@ def test_a_model_compared_with_itself_differs_by_exactly_zero():
     assert all(0.0 <= v <= 1.0 + 1e-9 for v in means.values())  # regret / (V* x episodes)
     paired = next(line for line in out.splitlines() if line.startswith("| rlfm_edge/models/default | 0.3"))
     assert paired.split("|")[3:5] == [" +0.000 ", " 0.000 "]  # same model, same MDPs and seeds
+    assert paired.split("|")[6] == " +0.00 "  # in SE: 0 where the standard error is 0
 
 
 def test_families_restricts_the_mdps_to_the_families_named():
