@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from rlfm_edge.bench import run_online
+from rlfm_edge.bench.metrics import mean_se
 from rlfm_edge.bench.report import print_and_record
 from rlfm_edge.bench.runner import run_jobs
 from rlfm_edge.inference import PolicyEngine, make_engine
@@ -147,8 +148,8 @@ def main() -> int:
                   "its standard error (negative: lower regret).", "",
                   "| agent | difference | standard error |", "|---|---|---|"]
         for t in temperatures[1:]:
-            d = np.subtract(regret[f"rlfm T={t}"], regret[first])
-            lines.append(f"| rlfm T={t} | {d.mean():+.3f} | {d.std(ddof=1) / np.sqrt(d.size):.3f} |")
+            diff, se, _ = mean_se(np.subtract(regret[f"rlfm T={t}"], regret[first]))
+            lines.append(f"| rlfm T={t} | {diff:+.3f} | {se:.3f} |")
     if len(engines) > 1:
         lines += ["", "Paired against the main model: mean of (regret - main model's regret) over "
                   "the MDPs, +- its standard error (negative: lower regret than the main model); "
@@ -158,11 +159,10 @@ def main() -> int:
                   "|---|---|---|---|---|---|"]
         for other in [*args.compare, *args.compare_engines]:
             for t in temperatures:
-                d = np.subtract(regret[f"rlfm T={t} ({other})"], regret[f"rlfm T={t}"])
-                se = d.std(ddof=1) / np.sqrt(d.size)
-                relative = d.mean() / max(np.mean(regret[f"rlfm T={t}"]), 1e-9)
-                lines.append(f"| {other} | {t} | {d.mean():+.3f} | {se:.3f} | {relative:+.1%} "
-                             f"| {d.mean() / se if se > 0 else 0.0:+.2f} |")
+                diff, se, _ = mean_se(np.subtract(regret[f"rlfm T={t} ({other})"], regret[f"rlfm T={t}"]))
+                relative = diff / max(np.mean(regret[f"rlfm T={t}"]), 1e-9)
+                lines.append(f"| {other} | {t} | {diff:+.3f} | {se:.3f} | {relative:+.1%} "
+                             f"| {diff / se if se > 0 else 0.0:+.2f} |")
     body = "\n".join(lines)
     split = "" if args.seed_base == 10**7 else f", seeds {base} + k"
     split += "" if args.episodes == 100 else f", {args.episodes} episodes"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfm_edge.bench.metrics import mean_se
 from rlfm_edge.bench.report import print_and_record
 
 
@@ -49,11 +50,10 @@ def table(base: dict, cand: dict, what: str, base_name: str, cand_name: str, uni
         if not keys:
             continue
         b, c = np.array([base[k] for k in keys]), np.array([cand[k] for k in keys])
-        d = c - b
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        z = d.mean() / se if se > 0 else 0.0
+        diff, se, _ = mean_se(c - b)
+        z = diff / se if se > 0 else 0.0
         rows.append(f"| {task} | {len(keys)} | {b.mean():.1f} | {c.mean():.1f} | "
-                    f"{d.mean():+.1f} +- {se:.1f} | {z:+.1f} |")
+                    f"{diff:+.1f} +- {se:.1f} | {z:+.1f} |")
     return "\n".join(rows) + "\n"
 
 

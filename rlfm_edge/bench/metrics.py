@@ -69,6 +69,15 @@ def final_return(returns, fraction: float = FINAL_FRACTION) -> float:
     return float(arr[-n:].mean())
 
 
+def mean_se(values) -> tuple[float, float, int]:
+    """(mean, standard error, n); SE is NaN for one value, both NaN for none."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan, 0
+    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else math.nan
+    return float(arr.mean()), se, int(arr.size)
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """Mean and the half-width of its Student-t confidence interval (NaN with one value)."""
     arr = np.asarray(values, dtype=np.float64)

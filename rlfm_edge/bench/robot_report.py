@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfm_edge.bench.metrics import moving_average
+from rlfm_edge.bench.metrics import mean_se, moving_average
 from rlfm_edge.bench.report import _fmt, _jsonable, _markdown
 from rlfm_edge.bench.robot_tasks import get_task
 
@@ -34,15 +34,6 @@ TARGET_WINDOW = 100
 SOLVED_WINDOW = 100
 CURVE_WINDOW = 10
 TABULAR_REFERENCES = ("psrl", "ucbvi", "qlearning")
-
-
-def mean_se(values) -> tuple[float, float, int]:
-    """(mean, standard error, n); SE is NaN for one value, both NaN for none."""
-    arr = np.asarray(list(values), dtype=np.float64)
-    if arr.size == 0:
-        return math.nan, math.nan, 0
-    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else math.nan
-    return float(arr.mean()), se, int(arr.size)
 
 
 def episodes_to_solved(returns, threshold: float | None, window: int = SOLVED_WINDOW) -> int | None:
