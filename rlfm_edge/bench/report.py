@@ -257,7 +257,7 @@ QUESTION_OF_COMMAND = {
     "bench robot": "Robot tasks", "ros_vs_serve.py": "Robot tasks",
     "bench latency": "Inference latency and INT8", "layout_ab.py": "Inference latency and INT8",
     "int8_agreement.py": "Inference latency and INT8", "int8_sensitivity.py": "Inference latency and INT8",
-    "gpu_parity.py": "Inference latency and INT8",
+    "gpu_parity.py": "Inference latency and INT8", "plan_features_profile.py": "Inference latency and INT8",
     "bench loop": "Robot loop", "bench stats": "Robot loop", "ros_latency.py": "Robot loop",
     "fuzz.py": "Reliability", "soak.py": "Reliability", "kill9_loss.py": "Reliability",
     "robot_prior_stability.py": "Training cost",
